@@ -1,0 +1,177 @@
+"""Turn the raw wrk outputs of bench/run.sh into one Markdown table.
+
+usage: report.py RAW_DIR RESULTS_MD COMMAND
+
+RAW_DIR holds, per measured line NAME (proxy-<row> or direct-<scenario>):
+NAME.c1.txt / NAME.c32.txt (wrk --latency output), and for proxy lines
+NAME.check (curl sanity check: "ok" or the reason) and NAME.rss ("kB kB").
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# (row key, label, upstream scenario, what the nginx line means for this row)
+ROWS: list[tuple[str, str, str | None, str | None]] = [
+    ("tags", "GET /api/tags", None, None),
+    ("v1-json", "POST /v1/chat/completions", "json", "direct"),
+    ("v1-sse2000", "POST /v1/chat/completions stream, 2000 chunks", "sse2000", "direct"),
+    ("api-sse10", "POST /api/chat stream:false (upstream sse10)", "sse10", "scale"),
+    ("api-sse100", "POST /api/chat stream:true (upstream sse100)", "sse100", "scale"),
+    ("api-sse2000", "POST /api/chat stream:true (upstream sse2000)", "sse2000", "scale"),
+]
+VIA = {"direct": "direct (nginx)", "scale": "upstream file only (scale)"}
+HEADER = [
+    "row",
+    "via",
+    "p50 ms @1 conn",
+    "p99 ms @1 conn",
+    "req/s @32 conn",
+    "added p50 ms",
+    "RSS MiB",
+    "errors",
+]
+UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+@dataclass
+class Wrk:
+    """The figures of one wrk run that the table needs."""
+
+    p50: float | None = None
+    p99: float | None = None
+    rps: float | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def parse_wrk(path: Path) -> Wrk:
+    if not path.exists():
+        return Wrk(errors=["not run"])
+    text = path.read_text(errors="replace")
+    run = Wrk()
+    pct = dict(re.findall(r"^\s+(\d+)%\s+([\d.]+(?:us|ms|s|m|h))\s*$", text, re.M))
+    for key, attr in (("50", "p50"), ("99", "p99")):
+        if m := re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", pct.get(key, "")):
+            setattr(run, attr, float(m[1]) * UNIT_MS[m[2]])
+    if m := re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M):
+        run.rps = float(m[1])
+    else:
+        last = text.strip().splitlines()[-1:] or ["no output"]
+        run.errors.append(f"wrk failed: {last[0]}")
+    if (m := re.search(r"^\s+(\d+) requests in", text, re.M)) and int(m[1]) == 0:
+        run.errors.append("0 requests completed")
+    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", text):
+        run.errors.append(f"{m[1]} non-2xx")
+    if m := re.search(r"Socket errors: (.*)", text):
+        counts = re.findall(r"(\w+) (\d+)", m[1])
+        run.errors += [f"{n} {kind} err" for kind, n in counts if int(n)]
+    return run
+
+
+def ms(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def rss(path: Path) -> str:
+    if not path.exists():
+        return "—"
+    now, peak = (int(kb) / 1024 for kb in path.read_text().split())
+    return f"{now:.1f} / {peak:.1f}"
+
+
+def line(raw: Path, name: str, label: str, via: str, base: float | None) -> tuple[list[str], float | None]:
+    c1, c32 = parse_wrk(raw / f"{name}.c1.txt"), parse_wrk(raw / f"{name}.c32.txt")
+    errors = [f"c1: {e}" for e in c1.errors] + [f"c32: {e}" for e in c32.errors]
+    if c1.errors == c32.errors == ["not run"]:
+        errors = ["not run"]
+    check = raw / f"{name}.check"
+    if check.exists() and (verdict := check.read_text().strip()) != "ok":
+        errors.insert(0, f"bad response: {verdict}")
+    added = None if base is None or c1.p50 is None else c1.p50 - base
+    cells = [
+        label,
+        via,
+        ms(c1.p50),
+        ms(c1.p99),
+        "—" if c32.rps is None else f"{c32.rps:,.0f}",
+        "—" if added is None else f"{added:+.3f}",
+        rss(raw / f"{name}.rss"),
+        f"**{'; '.join(errors)}**" if errors else "none",
+    ]
+    return cells, c1.p50
+
+
+def table(raw: Path) -> str:
+    rows: list[list[str]] = []
+    for key, label, scenario, kind in ROWS:
+        nginx_cells: list[str] | None = None
+        base = None
+        if scenario and kind:
+            nginx_cells, nginx_p50 = line(raw, f"direct-{scenario}", label, VIA[kind], None)
+            base = nginx_p50 if kind == "direct" else None
+        rows.append(line(raw, f"proxy-{key}", label, "proxy", base)[0])
+        if nginx_cells:
+            rows.append(nginx_cells)
+    out = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    out += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(out)
+
+
+def version(*cmd: str) -> str:
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "?"
+    return (done.stdout + done.stderr).strip().splitlines()[0]
+
+
+def machine() -> str:
+    cpu = "?"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists() and (m := re.search(r"^model name\s*:\s*(.*)$", cpuinfo.read_text(), re.M)):
+        cpu = m[1]
+    return (
+        f"nproc {os.cpu_count()} ({cpu}), {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, {version('nginx', '-v')}, {version('wrk', '-v')}"
+    )
+
+
+def main(raw: Path, results: Path, command: str) -> None:
+    body = table(raw)
+    print(body)
+    skipped = raw / "proxy.skipped"
+    notes = [
+        "- p50/p99: `wrk -t1 -c1 --latency` (after a 1 s warm-up); req/s: `wrk -t2 -c32`;"
+        " wrk timeout 30 s. Latency is to the last byte of the response.",
+        "- added p50 = proxy p50 − direct p50 (same request straight to nginx).",
+        "- upstream file only (scale): nginx serving the SSE file the proxy consumes for that row;"
+        " a different endpoint, so no added latency is computed.",
+        "- RSS: VmRSS / VmHWM of the proxy after the row's load. One proxy process per"
+        " upstream scenario, so rows sharing a scenario share a process.",
+        "- wrk (2 threads), nginx (1 worker) and the proxy share the same CPUs.",
+    ]
+    if skipped.exists():
+        notes.insert(0, f"- **proxy not measured: {skipped.read_text().strip().splitlines()[0]}**")
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    results.write_text(
+        "# oai2ollama benchmark\n\n"
+        f"- command: `{command}`\n- date: {date}\n- machine: {machine()}\n\n"
+        f"{body}\n\n" + "\n".join(notes) + "\n",
+        encoding="utf-8",
+    )
+    print(f"\nwritten to {results}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4:
+        sys.exit(__doc__)
+    main(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3])

@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# Benchmark oai2ollama against a direct connection to the same canned upstream.
+#
+#   bash bench/run.sh                    # 10 s per wrk run
+#   BENCH_DURATION=3 bash bench/run.sh   # quick run
+#   PROXY_CMD="/path/to/other-proxy" bash bench/run.sh
+#
+# The upstream is nginx serving files from bench/make_canned.py; each scenario
+# has its own path prefix, and the proxy is restarted with that prefix as its
+# base URL. Results go to stdout and bench/results.md. Everything listens on
+# 127.0.0.1 and everything started here is stopped on exit.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$BENCH_DIR")
+DURATION=${BENCH_DURATION:-10}
+WARMUP=1                 # seconds of discarded load before each row
+WRK_TIMEOUT=30s          # per request; a 2,000-chunk stream at 32 conns is slow
+START_TIMEOUT=${PROXY_START_TIMEOUT:-30}
+DEFAULT_PROXY_CMD="$REPO/.venv/bin/oai2ollama"
+PROXY_CMD=${PROXY_CMD:-$DEFAULT_PROXY_CMD}
+PY="$REPO/.venv/bin/python"
+[[ -x $PY ]] || PY=python3
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[[ $DURATION =~ ^[0-9]+$ && $DURATION -gt 0 ]] || die "BENCH_DURATION must be a positive integer"
+
+install_tools() {
+    local missing=()
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+    command -v curl >/dev/null || missing+=(curl)
+    ((${#missing[@]})) || return 0
+    local sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    log "installing ${missing[*]} with apt-get"
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+install_tools
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+TMP=$(mktemp -d /tmp/oai2ollama-bench.XXXXXX)
+RAW="$TMP/raw"
+mkdir -p "$RAW"
+NGINX_PID=""
+PROXY_PID=""
+
+stop_pid() {  # stop_pid PID: TERM its process group, KILL after 5 s
+    local pid=$1 i
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+stop_proxy() { [[ -z $PROXY_PID ]] || stop_pid "$PROXY_PID"; PROXY_PID=""; }
+cleanup() {
+    stop_proxy
+    [[ -z $NGINX_PID ]] || stop_pid "$NGINX_PID"
+    [[ -n ${KEEP_TMP:-} ]] && log "kept $TMP" || rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {  # first port >= $1 that nobody listens on
+    local p
+    for ((p = $1; p < $1 + 100; p++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    done
+    die "no free port near $1"
+}
+
+wait_http() {  # wait_http URL PID SECONDS: until URL answers 200, PID alive
+    local deadline=$((SECONDS + $3))
+    while ((SECONDS < deadline)); do
+        kill -0 "$2" 2>/dev/null || return 1
+        curl -fs --noproxy '*' --max-time 1 -o /dev/null "$1" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+lua_body() {  # the JSON body a wrk script POSTs (single source of truth)
+    sed -n "s/^wrk.body = '\(.*\)'\$/\1/p" "$BENCH_DIR/$1"
+}
+
+probe() {  # probe NAME URL [SCRIPT]: one request with curl, body to $RAW/NAME.body
+    local args=()
+    [[ -z ${3:-} ]] || args=(-H 'Content-Type: application/json' --data-binary "$(lua_body "$3")")
+    curl -sS --noproxy '*' --max-time 30 -o "$RAW/$1.body" -w '%{http_code}' "${args[@]}" "$2" || true
+}
+
+load() {  # load NAME URL [SCRIPT]: wrk at 1 and 32 connections
+    local args=(--latency --timeout "$WRK_TIMEOUT")
+    [[ -z ${3:-} ]] || args+=(-s "$BENCH_DIR/$3")
+    log ">> $1  ($2)"
+    wrk -t1 -c1 -d"${WARMUP}s" "${args[@]}" "$2" >/dev/null 2>&1 || true
+    wrk -t1 -c1 -d"${DURATION}s" "${args[@]}" "$2" >"$RAW/$1.c1.txt" 2>&1 || true
+    wrk -t2 -c32 -d"${DURATION}s" "${args[@]}" "$2" >"$RAW/$1.c32.txt" 2>&1 || true
+}
+
+# ---------------------------------------------------------------- upstream
+"$PY" "$BENCH_DIR/make_canned.py" "$TMP/www"
+NGINX_PORT=$(free_port 18080)
+mkdir -p "$TMP/nginx"
+cat >"$TMP/nginx/nginx.conf" <<CONF
+$( ((EUID == 0)) && echo "user root;")
+worker_processes 1;
+daemon off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log error;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $TMP/nginx/body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    sendfile on;
+    keepalive_requests 1000000;
+    types {}
+    default_type application/json;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        root $TMP/www;
+        # The static module answers POST with 405; serve the file instead
+        # (error_page redirects internally as a GET, =200 sets the status).
+        error_page 405 =200 \$uri;
+        location ~ ^/sse[0-9]+/v1/chat/completions\$ { default_type text/event-stream; }
+    }
+}
+CONF
+setsid "$NGINX" -e "$TMP/nginx/error.log" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" &
+NGINX_PID=$!
+UP="http://127.0.0.1:$NGINX_PORT"
+wait_http "$UP/json/v1/models" "$NGINX_PID" 10 || die "nginx did not start: $(cat "$TMP/nginx/error.log")"
+log "canned upstream: nginx on $UP"
+
+SCENARIOS=(json sse10 sse100 sse2000)
+for s in "${SCENARIOS[@]}"; do  # the upstream must return each file verbatim
+    for path in v1/models v1/chat/completions; do
+        status=$(probe "check" "$UP/$s/$path" chat.lua)
+        [[ $status == 200 ]] && cmp -s "$RAW/check.body" "$TMP/www/$s/$path" ||
+            die "nginx POST $s/$path: status $status or body differs"
+    done
+done
+
+# ---------------------------------------------------------------- direct rows
+for s in "${SCENARIOS[@]}"; do
+    script=chat_stream.lua
+    [[ $s == json ]] && script=chat.lua
+    load "direct-$s" "$UP/$s/v1/chat/completions" "$script"
+done
+
+# ---------------------------------------------------------------- proxy rows
+check() {  # check NAME KIND URL [SCRIPT]: sanity-check one proxy answer
+    local name=$1 kind=$2 status body="$RAW/$1.body" why=""
+    status=$(probe "$name" "$3" "${4:-}")
+    if [[ $status != 200 ]]; then
+        why="HTTP $status"
+    else
+        case $kind in
+        tags) grep -q '"bench-model"' "$body" || why="bench-model not listed" ;;
+        json) grep -q '"chat.completion"' "$body" || why="not a chat.completion" ;;
+        sse*) [[ $(grep -c '^data: ' "$body") == $((${kind#sse} + 3)) ]] &&
+            [[ $(grep '^data: ' "$body" | tail -n1) == 'data: [DONE]' ]] || why="SSE stream differs" ;;
+        ollama) grep -Eq '"done": ?true' "$body" && grep -q 'Sure! Here is' "$body" || why="no done:true answer" ;;
+        ndjson*) (($(grep -c . "$body") > ${kind#ndjson})) &&
+            tail -n1 "$body" | grep -Eq '"done": ?true' || why="NDJSON stream too short or not done" ;;
+        esac
+    fi
+    echo "${why:-ok}" >"$RAW/$name.check"
+    [[ -z $why ]] || log "   $name: bad response: $why"
+}
+
+rss() {  # VmRSS and VmHWM in kB, summed over the proxy's process group
+    local pid rss=0 hwm=0 k v
+    for pid in $(pgrep -g "$PROXY_PID"); do
+        while read -r k v _; do
+            case $k in VmRSS:) rss=$((rss + v)) ;; VmHWM:) hwm=$((hwm + v)) ;; esac
+        done <"/proc/$pid/status" 2>/dev/null || true
+    done
+    echo "$rss $hwm"
+}
+
+row() {  # row NAME KIND PATH [SCRIPT]: check, load, record RSS
+    check "proxy-$1" "$2" "$PX$3" "${4:-}"
+    load "proxy-$1" "$PX$3" "${4:-}"
+    rss >"$RAW/proxy-$1.rss"
+}
+
+start_proxy() {  # start_proxy SCENARIO: fails (returns 1) with the reason in proxy.skipped
+    local cmd port
+    read -r -a cmd <<<"$PROXY_CMD"
+    if ! command -v "${cmd[0]}" >/dev/null; then
+        echo "proxy command not found: ${cmd[0]}" >"$RAW/proxy.skipped"
+        return 1
+    fi
+    port=$(free_port 18434)
+    PX="http://127.0.0.1:$port"
+    cmd+=(--base-url "$UP/$1/v1" --api-key bench-key --host 127.0.0.1 --port "$port" --log-level warning)
+    env -u http_proxy -u https_proxy -u all_proxy -u HTTP_PROXY -u HTTPS_PROXY -u ALL_PROXY \
+        NO_PROXY=127.0.0.1,localhost setsid "${cmd[@]}" >"$TMP/proxy-$1.log" 2>&1 &
+    PROXY_PID=$!
+    if ! wait_http "$PX/api/version" "$PROXY_PID" "$START_TIMEOUT"; then
+        {
+            echo "proxy did not answer GET /api/version within ${START_TIMEOUT}s (scenario $1): ${cmd[*]}"
+            tail -n 20 "$TMP/proxy-$1.log"
+        } >"$RAW/proxy.skipped"
+        stop_proxy
+        return 1
+    fi
+    log "proxy for scenario $1: $PX (pid $PROXY_PID)"
+}
+
+proxy_rows() {
+    start_proxy json || return 1
+    row tags tags /api/tags
+    row v1-json json /v1/chat/completions chat.lua
+    stop_proxy
+
+    start_proxy sse2000 || return 1
+    row v1-sse2000 sse2000 /v1/chat/completions chat_stream.lua
+    row api-sse2000 ndjson2000 /api/chat api_chat_stream.lua
+    stop_proxy
+
+    start_proxy sse10 || return 1
+    row api-sse10 ollama /api/chat api_chat.lua
+    stop_proxy
+
+    start_proxy sse100 || return 1
+    row api-sse100 ndjson100 /api/chat api_chat_stream.lua
+    stop_proxy
+}
+
+status=0
+if ! proxy_rows; then
+    log "error: $(head -n1 "$RAW/proxy.skipped"); proxy rows not measured"
+    sed 1d "$RAW/proxy.skipped" >&2
+    status=1
+fi
+
+command="BENCH_DURATION=$DURATION bash bench/run.sh"
+[[ $PROXY_CMD == "$DEFAULT_PROXY_CMD" ]] || command="PROXY_CMD=${PROXY_CMD@Q} $command"
+"$PY" "$BENCH_DIR/report.py" "$RAW" "$BENCH_DIR/results.md" "$command"
+exit "$status"

@@ -1,0 +1,153 @@
+"""The FastAPI application: routers, error rendering per dialect, request logging, lifespan."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .catalog import Catalog, CatalogConfig
+from .config import Settings
+from .errors import ProxyError, anthropic_body, ollama_body, openai_body
+from .http import json_response
+from .routes import discovery, native, openai
+from .upstream import Target, Upstreams
+
+log = logging.getLogger("oai2ollama")
+
+OPENAI_PATHS = ("/v1/", "/chat/completions", "/models")
+
+
+def dialect(path: str) -> str:
+    if path.startswith("/v1/messages"):
+        return "anthropic"
+    if path.startswith(OPENAI_PATHS):
+        return "openai"
+    return "ollama"
+
+
+def error_response(path: str, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    kind = dialect(path)
+    if kind == "anthropic":
+        body: dict[str, Any] = anthropic_body(status, message)
+    elif kind == "openai":
+        body = openai_body(status, message)
+    else:
+        body = ollama_body(message)
+    return json_response(body, status=status, headers=headers)
+
+
+async def _proxy_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProxyError)
+    return error_response(request.url.path, exc.status, exc.message, exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = exc.detail if exc.status_code != 404 else f"{request.method} {request.url.path} not found"
+    if exc.status_code == 405:
+        message = f"method {request.method} not allowed on {request.url.path}"
+    return error_response(request.url.path, exc.status_code, str(message), dict(exc.headers or {}))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(request.url.path, 500, f"internal error in oai2ollama: {type(exc).__name__}")
+
+
+class RequestLog:
+    """One log line per request: method, path, model, status, duration."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            if log.isEnabledFor(logging.INFO):
+                model = scope.get("state", {}).get("model")
+                log.info(
+                    "%s %s%s %s %.1f ms",
+                    scope["method"],
+                    scope["path"],
+                    f" model={model}" if model else "",
+                    status or "-",
+                    (time.perf_counter() - started) * 1000,
+                )
+
+
+def targets_from(settings: Settings) -> list[Target]:
+    if not settings.base_url:
+        raise ValueError("base-url is required (flag --base-url or env OPENAI_BASE_URL)")
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    return [Target(base_url=settings.base_url, api_key=key)]
+
+
+def create_app(settings: Settings, *, upstreams: Upstreams | None = None) -> FastAPI:
+    """Build the app. Tests pass their own `upstreams` (over a mock transport); otherwise the
+    pooled client is opened when the app starts and closed when it stops."""
+    targets = targets_from(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if upstreams is not None:
+            yield
+            return
+        app.state.upstreams = owned = Upstreams(
+            connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout, http2=settings.http2
+        )
+        app.state.catalog = _catalog(owned)
+        try:
+            yield
+        finally:
+            await owned.aclose()
+
+    def _catalog(client: Upstreams) -> Catalog:
+        config = CatalogConfig(
+            extra_models=settings.extra_models,
+            capabilities=settings.all_capabilities(),
+            context_lengths=settings.context_lengths,
+            default_context_length=settings.context_length,
+            ttl=settings.models_ttl,
+        )
+        return Catalog(client, targets, config)
+
+    app = FastAPI(
+        title="oai2ollama",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.settings = settings
+    if upstreams is not None:
+        app.state.upstreams = upstreams
+        app.state.catalog = _catalog(upstreams)
+    app.include_router(discovery.router)
+    app.include_router(native.router)
+    app.include_router(openai.router)
+    app.add_exception_handler(ProxyError, _proxy_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(RequestLog)
+    return app

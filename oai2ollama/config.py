@@ -1,0 +1,125 @@
+"""Settings: what the server is told by CLI flags, environment variables and `.env`.
+
+Nothing here reads argv or the environment at import time; `cli.main()` builds `Settings`
+and tests construct it directly with keyword arguments.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, CliSuppress, NoDecode, SettingsConfigDict
+
+Capability = Literal["tools", "insert", "vision", "embedding", "thinking"]
+
+# The most recent stable Ollama release this server imitates; clients gate features on it
+# (Copilot needs >= 0.6.4; tool-call ids arrived in 0.12.10; Anthropic routes in 0.14.0).
+DEFAULT_OLLAMA_VERSION = "0.32.15"
+
+
+def _split_list(value: object) -> object:
+    """Accept `a,b` and repeated flags alike: CLI lists, env comma lists and JSON lists."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list | tuple):
+        return [part.strip() for item in value for part in str(item).split(",") if part.strip()]
+    return value
+
+
+def _parse_size(value: int | str) -> int:
+    if isinstance(value, int):
+        return value
+    parsed = re.fullmatch(r"\s*(\d+)\s*([kKmM]?)\s*", value)
+    if not parsed:
+        raise ValueError(f"invalid context length {value!r} (use e.g. 8192, 128k or 1m)")
+    factor = {"": 1, "k": 1000, "m": 1000_000}[parsed.group(2).lower()]
+    return int(parsed.group(1)) * factor
+
+
+class Settings(BaseSettings):
+    """oai2ollama: Ollama's API on top of any OpenAI-compatible upstream."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        cli_shortcuts={"capabilities": "c", "models": "m", "context-lengths": "l"},
+        cli_prog_name="oai2ollama",
+    )
+
+    base_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("base_url", "OPENAI_BASE_URL"),
+        description="The upstream's OpenAI-compatible base URL, e.g. https://api.openai.com/v1 (env OPENAI_BASE_URL)",
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("api_key", "OPENAI_API_KEY"),
+        description="Upstream API key (env OPENAI_API_KEY); when unset the client's own Authorization is forwarded",
+    )
+    host: str = Field("localhost", description="Address to listen on (0.0.0.0 for all interfaces)")
+    port: int = Field(11434, ge=1, le=65535, description="Port to listen on")
+    capabilities: Annotated[list[Capability], NoDecode] = Field(
+        [], description="Capabilities every model advertises besides completion: tools,insert,vision,embedding,thinking"
+    )
+    capacities: CliSuppress[Annotated[list[Capability], NoDecode]] = Field([], repr=False, exclude=True)
+    extra_models: Annotated[list[str], NoDecode] = Field(
+        [],
+        validation_alias=AliasChoices("models", "extra_models"),
+        description="Extra model ids to list even when the upstream's /models lacks them",
+    )
+    context_lengths: dict[str, int] = Field(
+        {}, description='Context length per model, e.g. {"gpt-4o": "128k"}; others use --context-length'
+    )
+    context_length: int = Field(
+        131072, gt=0, description="Context length reported for models whose length is not known"
+    )
+    ollama_version: str = Field(DEFAULT_OLLAMA_VERSION, description="Version reported by /api/version")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds to wait for a connection to the upstream")
+    read_timeout: float = Field(
+        600.0, gt=0, description="Seconds the upstream may stay silent before the request fails (slow reasoning)"
+    )
+    models_ttl: float = Field(60.0, ge=0, description="Seconds the upstream's model list is cached")
+    http2: bool = Field(True, description="Offer HTTP/2 to https upstreams (negotiated; HTTP/1.1 otherwise)")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="Log level")
+    config: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("config", "OAI2OLLAMA_CONFIG"),
+        description="Optional TOML file with upstreams and per-model settings (env OAI2OLLAMA_CONFIG)",
+    )
+
+    @field_validator("capabilities", "capacities", "extra_models", mode="before")
+    @classmethod
+    def _lists(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("context_lengths", mode="before")
+    @classmethod
+    def _sizes(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {name: _parse_size(size) for name, size in value.items()}
+        return value
+
+    @field_validator("context_length", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> object:
+        return _parse_size(value) if isinstance(value, str) else value
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/")
+
+    def all_capabilities(self) -> list[str]:
+        """The configured capabilities, the legacy misspelt `capacities` merged in."""
+        merged = [*self.capabilities, *self.capacities]
+        return list(dict.fromkeys(merged))

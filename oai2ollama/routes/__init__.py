@@ -1,0 +1,1 @@
+"""HTTP routes, one module per API family; each handler is glue between translate and upstream."""

@@ -1,0 +1,90 @@
+"""The OpenAI routes Ollama serves (/v1/*), relayed to the upstream.
+
+The upstream's status, content type and body (error bodies too) reach the client unchanged and
+streams are relayed chunk by chunk; only the model name is resolved and client-private fields
+are dropped on the way up.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from .. import wire
+from ..catalog import Catalog
+from ..errors import ProxyError, openai_body
+from ..http import StreamResponse, encode_stream, json_body, json_response
+from ..translate.models import openai_model
+from ..translate.openai_request import upstream_request
+from ..upstream import Upstreams, relayed_headers
+
+router = APIRouter()
+
+
+def _sse_error(exc: ProxyError) -> bytes:
+    return wire.sse_frame(openai_body(exc.status, exc.message))
+
+
+def _same(chunk: bytes) -> bytes:
+    return chunk
+
+
+def _no_bytes(exc: ProxyError) -> bytes:
+    return b""
+
+
+async def _relay(request: Request, path: str) -> Response:
+    req = await json_body(request)
+    catalog: Catalog = request.app.state.catalog
+    upstreams: Upstreams = request.app.state.upstreams
+    card = await catalog.resolve(req.get("model"))
+    request.state.model = req["model"]
+    target = catalog.target(card)
+    body = upstream_request(req, upstream_model=card.upstream_id)
+    response = await upstreams.send(target, "POST", path, body=body, client_headers=request.headers)
+    if response.ok:
+        catalog.touch(card)
+    on_error = _sse_error if "event-stream" in response.content_type else _no_bytes
+    return StreamResponse(
+        encode_stream(response.chunks(), _same, on_error),
+        status_code=response.status,
+        headers=relayed_headers(response.headers),
+    )
+
+
+@router.post("/v1/chat/completions")
+@router.post("/chat/completions")  # some Copilot builds call the base URL without /v1
+async def chat_completions(request: Request) -> Response:
+    return await _relay(request, "/chat/completions")
+
+
+@router.post("/v1/completions")
+async def completions(request: Request) -> Response:
+    return await _relay(request, "/completions")
+
+
+@router.post("/v1/embeddings")
+async def embeddings(request: Request) -> Response:
+    return await _relay(request, "/embeddings")
+
+
+@router.post("/v1/responses")
+async def responses(request: Request) -> Response:
+    return await _relay(request, "/responses")
+
+
+@router.get("/v1/models")
+@router.get("/models")
+async def models(request: Request) -> Response:
+    catalog: Catalog = request.app.state.catalog
+    cards = await catalog.cards()
+    return json_response({"object": "list", "data": [openai_model(card, catalog.started) for card in cards]})
+
+
+@router.get("/v1/models/{model:path}")
+async def model(model: str, request: Request) -> Response:
+    catalog: Catalog = request.app.state.catalog
+    card = await catalog.resolve(model)
+    answer = openai_model(card, catalog.started)
+    answer["id"] = model
+    return json_response(answer)

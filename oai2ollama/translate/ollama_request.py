@@ -1,0 +1,275 @@
+"""Ollama native requests (/api/chat, /api/generate, /api/embed) → OpenAI upstream requests."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from .. import wire
+from ..errors import BadRequest
+from .answer import stable_call_id
+
+THINK_LEVELS = ("low", "medium", "high", "max")
+
+# Ollama option → OpenAI request field, same meaning and units.
+_DIRECT_OPTIONS = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "seed": "seed",
+    "num_predict": "max_tokens",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+}
+# Non-standard sampling knobs that vLLM- and llama.cpp-style servers accept as extra body fields.
+# vLLM calls the repeat penalty `repetition_penalty`, llama.cpp `repeat_penalty`.
+_EXTRA_OPTIONS = {
+    "top_k": ("top_k",),
+    "min_p": ("min_p",),
+    "typical_p": ("typical_p",),
+    "repeat_penalty": ("repeat_penalty", "repetition_penalty"),
+}
+
+_IMAGE_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def sniff_image_type(data: bytes) -> str:
+    for magic, mime in _IMAGE_MAGIC:
+        if data.startswith(magic):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "image/jpeg"
+
+
+def image_url(image: Any, where: str) -> str:
+    """A native image (raw base64, or a data URL from a lenient client) as a data URL."""
+    if not isinstance(image, str):
+        raise BadRequest(f"{where}: images must be base64 strings")
+    if image.startswith("data:"):
+        return image
+    try:
+        head = base64.b64decode(image[:64], validate=True) if image else b""
+        base64.b64decode(image, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"{where}: image is not valid base64") from None
+    return f"data:{sniff_image_type(head)};base64,{image}"
+
+
+def _options(options: Any, body: dict[str, Any]) -> None:
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise BadRequest("options must be an object")
+    for name, target in _DIRECT_OPTIONS.items():
+        value = options.get(name)
+        if value is not None:
+            if name == "num_predict" and isinstance(value, int) and value < 0:
+                continue  # -1 and -2 mean "no limit" natively; the upstream's default is the same
+            body[target] = value
+    for name, targets in _EXTRA_OPTIONS.items():
+        value = options.get(name)
+        if value is not None:
+            for target in targets:
+                body[target] = value
+    stop = options.get("stop")
+    if stop is not None:
+        if isinstance(stop, str):
+            stop = [stop]
+        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+            raise BadRequest("options.stop must be a list of strings")
+        if stop:
+            body["stop"] = stop
+
+
+def _format(value: Any, body: dict[str, Any]) -> None:
+    if value in (None, ""):
+        return
+    if value == "json":
+        body["response_format"] = {"type": "json_object"}
+    elif isinstance(value, dict):
+        body["response_format"] = {"type": "json_schema", "json_schema": {"name": "schema", "schema": value}}
+    else:
+        raise BadRequest(f'invalid format: {value!r}; expected "json" or a JSON Schema object')
+
+
+def _think(value: Any, body: dict[str, Any], capabilities: frozenset[str]) -> None:
+    if value is None:
+        return
+    if value is False:
+        # Zed sends `think: false` to every model; only models that reason are told to stop.
+        if "thinking" in capabilities:
+            body["reasoning_effort"] = "none"
+        return
+    if value is True:
+        body["reasoning_effort"] = "medium"
+    elif isinstance(value, str) and value in THINK_LEVELS:
+        body["reasoning_effort"] = "high" if value == "max" else value
+    else:
+        raise BadRequest(f'invalid think value: {value!r} (must be "true", "false", "low", "medium", "high", "max")')
+
+
+def _common(req: dict[str, Any], body: dict[str, Any], capabilities: frozenset[str]) -> None:
+    _options(req.get("options"), body)
+    # Open WebUI sends num_predict at the top level as well.
+    if isinstance(req.get("num_predict"), int) and req["num_predict"] > 0 and "max_tokens" not in body:
+        body["max_tokens"] = req["num_predict"]
+    _format(req.get("format"), body)
+    _think(req.get("think"), body, capabilities)
+    if req.get("logprobs"):
+        body["logprobs"] = True
+        top = req.get("top_logprobs")
+        if top is not None:
+            if not isinstance(top, int) or not 0 <= top <= 20:
+                raise BadRequest("top_logprobs must be between 0 and 20")
+            if top:
+                body["top_logprobs"] = top
+    body["stream"] = True
+    body["stream_options"] = {"include_usage": True}
+
+
+def _user_content(text: str, images: Any, where: str) -> Any:
+    if not images:
+        return text
+    if not isinstance(images, list):
+        raise BadRequest(f"{where}.images must be a list of base64 strings")
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+    parts += [{"type": "image_url", "image_url": {"url": image_url(img, where)}} for img in images]
+    return parts
+
+
+def _tool_calls(calls: Any, turn: int, where: str) -> list[dict[str, Any]]:
+    if not isinstance(calls, list):
+        raise BadRequest(f"{where}.tool_calls must be a list")
+    converted = []
+    for position, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise BadRequest(f"{where}.tool_calls[{position}] needs function.name")
+        arguments = function.get("arguments", {})
+        if not isinstance(arguments, str):
+            arguments = wire.dumps(arguments).decode()
+        call_id = call.get("id") or stable_call_id(turn, position, function["name"])
+        converted.append(
+            {"id": call_id, "type": "function", "function": {"name": function["name"], "arguments": arguments}}
+        )
+    return converted
+
+
+def chat_messages(messages: Any) -> list[dict[str, Any]]:
+    """Native messages → OpenAI messages.
+
+    Tool results are paired with their call by `tool_call_id`, else by `tool_name`, else by
+    order, because Continue and Home Assistant send neither and OpenAI requires the id.
+    """
+    if not isinstance(messages, list):
+        raise BadRequest("messages must be a list")
+    converted: list[dict[str, Any]] = []
+    pending: list[tuple[str, str]] = []  # (id, name) of calls not yet answered
+    for turn, message in enumerate(messages):
+        where = f"messages[{turn}]"
+        if not isinstance(message, dict):
+            raise BadRequest(f"{where} must be an object")
+        role = message.get("role")
+        if not isinstance(role, str):
+            raise BadRequest(f"{where}.role must be a string")
+        role = role.lower()
+        content = message.get("content")
+        if content is None:
+            content = ""
+        if not isinstance(content, str | list):
+            raise BadRequest(f"{where}.content must be a string")
+        out: dict[str, Any] = {"role": role}
+        if role == "assistant":
+            out["content"] = content
+            if message.get("thinking"):
+                out["reasoning_content"] = message["thinking"]
+            if message.get("tool_calls"):
+                out["tool_calls"] = _tool_calls(message["tool_calls"], turn, where)
+                pending = [(c["id"], c["function"]["name"]) for c in out["tool_calls"]]
+        elif role == "tool":
+            out["content"] = content
+            out["tool_call_id"] = _pair_tool_result(message, pending, turn)
+        else:
+            out["content"] = (
+                content if isinstance(content, list) else _user_content(content, message.get("images"), where)
+            )
+        converted.append(out)
+    return converted
+
+
+def _pair_tool_result(message: dict[str, Any], pending: list[tuple[str, str]], turn: int) -> str:
+    call_id = message.get("tool_call_id")
+    name = message.get("tool_name") or message.get("name")
+    for position, (pending_id, pending_name) in enumerate(pending):
+        if (call_id and pending_id == call_id) or (not call_id and (not name or pending_name == name)):
+            del pending[position]
+            return pending_id
+    if isinstance(call_id, str) and call_id:
+        return call_id
+    if pending:
+        return pending.pop(0)[0]
+    return stable_call_id(turn, 0, name or "tool")
+
+
+def chat_request(req: dict[str, Any], *, upstream_model: str, capabilities: frozenset[str]) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": upstream_model, "messages": chat_messages(req.get("messages"))}
+    tools = req.get("tools")
+    if tools:
+        if not isinstance(tools, list):
+            raise BadRequest("tools must be a list")
+        body["tools"] = tools
+    _common(req, body, capabilities)
+    return body
+
+
+def uses_completions(req: dict[str, Any]) -> bool:
+    """Fill-in-the-middle and raw prompts go to the upstream's legacy /completions."""
+    return bool(req.get("suffix")) or req.get("raw") is True
+
+
+def generate_request(req: dict[str, Any], *, upstream_model: str, capabilities: frozenset[str]) -> dict[str, Any]:
+    prompt = req.get("prompt") or ""
+    if not isinstance(prompt, str):
+        raise BadRequest("prompt must be a string")
+    body: dict[str, Any] = {"model": upstream_model}
+    if uses_completions(req):
+        body["prompt"] = prompt
+        if req.get("suffix"):
+            body["suffix"] = req["suffix"]
+    else:
+        messages: list[dict[str, Any]] = []
+        system = req.get("system")
+        if system:
+            if not isinstance(system, str):
+                raise BadRequest("system must be a string")
+            messages.append({"role": "system", "content": system})
+        messages.append({"role": "user", "content": _user_content(prompt, req.get("images"), "request")})
+        body["messages"] = messages
+    _common(req, body, capabilities)
+    return body
+
+
+def embed_inputs(req: dict[str, Any], field: str) -> list[str]:
+    value = req.get(field)
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    raise BadRequest(f"invalid {field} type: expected a string or a list of strings")
+
+
+def embed_request(inputs: list[str], *, upstream_model: str, dimensions: Any = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": upstream_model, "input": inputs, "encoding_format": "float"}
+    if dimensions is not None:
+        if not isinstance(dimensions, int) or dimensions <= 0:
+            raise BadRequest("dimensions must be a positive integer")
+        body["dimensions"] = dimensions
+    return body

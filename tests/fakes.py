@@ -1,0 +1,147 @@
+"""A fake OpenAI-compatible upstream that speaks the real wire format.
+
+Answers are built from the same pieces real servers send: SSE frames with `data:` lines,
+role-only first chunks, tool-call deltas split across chunks, a usage-only last chunk,
+`[DONE]`, and OpenAI error bodies. The upstream runs in-process behind `httpx.MockTransport`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+BASE_URL = "http://upstream.test/v1"
+API_KEY = "sk-test-secret-0123456789"
+
+Responder = Callable[[httpx.Request], httpx.Response]
+
+
+def sse(*chunks: dict[str, Any] | str, done: bool = True) -> bytes:
+    frames = [f"data: {c if isinstance(c, str) else json.dumps(c)}\n\n" for c in chunks]
+    if done:
+        frames.append("data: [DONE]\n\n")
+    return "".join(frames).encode()
+
+
+def chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "gpt-test",
+        "choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}],
+        **extra,
+    }
+
+
+def usage_chunk(prompt: int = 11, completion: int = 7) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "gpt-test",
+        "choices": [],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+    }
+
+
+def text_stream(*parts: str, finish: str = "stop", reasoning: Iterable[str] = (), field: str = "reasoning_content"):
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    chunks += [chunk({field: r}) for r in reasoning]
+    chunks += [chunk({"content": p}) for p in parts]
+    chunks += [chunk({}, finish), usage_chunk()]
+    return chunks
+
+
+def tool_stream(*calls: tuple[str, str, dict[str, Any]], pieces: int = 3) -> list[dict[str, Any]]:
+    """Tool calls as real servers stream them: id and name first, arguments in fragments."""
+    chunks = [chunk({"role": "assistant", "content": None})]
+    for index, (call_id, name, arguments) in enumerate(calls):
+        text = json.dumps(arguments)
+        size = max(1, len(text) // pieces + 1)
+        head = {"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+        chunks.append(chunk({"tool_calls": [head]}))
+        for start in range(0, len(text), size):
+            fragment = {"index": index, "function": {"arguments": text[start : start + size]}}
+            chunks.append(chunk({"tool_calls": [fragment]}))
+    chunks += [chunk({}, "tool_calls"), usage_chunk()]
+    return chunks
+
+
+def completion(content: str = "Hello!", *, finish: str = "stop", **message: Any) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "gpt-test",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": content, **message}, "finish_reason": finish}
+        ],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+    }
+
+
+def openai_error(status: int, message: str, kind: str = "invalid_request_error", **headers: str) -> httpx.Response:
+    body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    return httpx.Response(status, json=body, headers=headers)
+
+
+def sse_response(body: bytes | AsyncIterator[bytes], status: int = 200) -> httpx.Response:
+    return httpx.Response(status, content=body, headers={"content-type": "text/event-stream"})
+
+
+async def dribble(*parts: bytes, error: Exception | None = None) -> AsyncIterator[bytes]:
+    """A body sent in the given pieces, optionally dying after them."""
+    for part in parts:
+        yield part
+    if error is not None:
+        raise error
+
+
+DEFAULT_MODELS = [
+    {"id": "gpt-test", "object": "model", "created": 1700000000, "owned_by": "test"},
+    {"id": "text-embedding-test", "object": "model", "created": 1700000000, "owned_by": "test"},
+]
+
+
+@dataclass
+class FakeUpstream:
+    """Routes keyed by (method, path below /v1); every request is recorded for assertions."""
+
+    models: list[dict[str, Any]] = field(default_factory=lambda: list(DEFAULT_MODELS))
+    routes: dict[tuple[str, str], Responder] = field(default_factory=dict)
+    requests: list[httpx.Request] = field(default_factory=list)
+
+    def on(self, method: str, path: str, answer: Responder | httpx.Response | list[dict[str, Any]]) -> None:
+        """Answer with a response, a responder, or a list of chunks sent as SSE."""
+        if isinstance(answer, list):
+            chunks = answer
+            answer = lambda request: sse_response(sse(*chunks))  # noqa: E731
+        elif isinstance(answer, httpx.Response):
+            response = answer
+            answer = lambda request: response  # noqa: E731
+        self.routes[(method, path)] = answer
+
+    def bodies(self, path: str) -> list[dict[str, Any]]:
+        return [json.loads(r.content) for r in self.requests if r.url.path == "/v1" + path]
+
+    @property
+    def last_body(self) -> dict[str, Any]:
+        return json.loads(self.requests[-1].content)
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        path = request.url.path.removeprefix("/v1")
+        responder = self.routes.get((request.method, path))
+        if responder is not None:
+            return responder(request)
+        if (request.method, path) == ("GET", "/models"):
+            return httpx.Response(200, json={"object": "list", "data": self.models})
+        return openai_error(404, f"no route {request.method} {path}", "not_found_error")
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handler)
