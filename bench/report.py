@@ -131,7 +131,8 @@ def version(*cmd: str) -> str:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
     except OSError:
         return "?"
-    return (done.stdout + done.stderr).strip().splitlines()[0]
+    first = (done.stdout + done.stderr).strip().splitlines() or ["?"]
+    return first[0].split(" Copyright")[0]
 
 
 def machine() -> str:
@@ -157,7 +158,10 @@ def main(raw: Path, results: Path, command: str) -> None:
         " a different endpoint, so no added latency is computed.",
         "- RSS: VmRSS / VmHWM of the proxy after the row's load. One proxy process per"
         " upstream scenario, so rows sharing a scenario share a process.",
-        "- wrk (2 threads), nginx (1 worker) and the proxy share the same CPUs.",
+        "- The canned upstream answers at once from static files (a whole SSE body arrives in one"
+        " burst), so the figures are the proxy's own cost, not an upstream's pace.",
+        "- wrk (2 threads), nginx (1 worker) and the proxy share the same CPUs. Figures under"
+        " ~0.1 ms swing with whether the scheduler puts wrk and nginx on the same CPU; read them as ≈0.1 ms.",
     ]
     if skipped.exists():
         notes.insert(0, f"- **proxy not measured: {skipped.read_text().strip().splitlines()[0]}**")

@@ -47,6 +47,7 @@ RAW="$TMP/raw"
 mkdir -p "$RAW"
 NGINX_PID=""
 PROXY_PID=""
+WRK_PID=""
 
 stop_pid() {  # stop_pid PID: TERM its process group, KILL after 5 s
     local pid=$1 i
@@ -60,6 +61,7 @@ stop_pid() {  # stop_pid PID: TERM its process group, KILL after 5 s
 }
 stop_proxy() { [[ -z $PROXY_PID ]] || stop_pid "$PROXY_PID"; PROXY_PID=""; }
 cleanup() {
+    [[ -z $WRK_PID ]] || { kill "$WRK_PID" 2>/dev/null; wait "$WRK_PID" 2>/dev/null; } || true
     stop_proxy
     [[ -z $NGINX_PID ]] || stop_pid "$NGINX_PID"
     [[ -n ${KEEP_TMP:-} ]] && log "kept $TMP" || rm -rf "$TMP"
@@ -100,9 +102,16 @@ load() {  # load NAME URL [SCRIPT]: wrk at 1 and 32 connections
     local args=(--latency --timeout "$WRK_TIMEOUT")
     [[ -z ${3:-} ]] || args+=(-s "$BENCH_DIR/$3")
     log ">> $1  ($2)"
-    wrk -t1 -c1 -d"${WARMUP}s" "${args[@]}" "$2" >/dev/null 2>&1 || true
-    wrk -t1 -c1 -d"${DURATION}s" "${args[@]}" "$2" >"$RAW/$1.c1.txt" 2>&1 || true
-    wrk -t2 -c32 -d"${DURATION}s" "${args[@]}" "$2" >"$RAW/$1.c32.txt" 2>&1 || true
+    wrk_run /dev/null -t1 -c1 -d"${WARMUP}s" "${args[@]}" "$2"
+    wrk_run "$RAW/$1.c1.txt" -t1 -c1 -d"${DURATION}s" "${args[@]}" "$2"
+    wrk_run "$RAW/$1.c32.txt" -t2 -c32 -d"${DURATION}s" "${args[@]}" "$2"
+}
+
+wrk_run() {  # wrk_run OUT ARGS...: in the background, so a signal's trap runs at once
+    wrk "${@:2}" >"$1" 2>&1 &
+    WRK_PID=$!
+    wait "$WRK_PID" || true
+    WRK_PID=""
 }
 
 # ---------------------------------------------------------------- upstream
@@ -197,7 +206,7 @@ row() {  # row NAME KIND PATH [SCRIPT]: check, load, record RSS
 }
 
 start_proxy() {  # start_proxy SCENARIO: fails (returns 1) with the reason in proxy.skipped
-    local cmd port
+    local cmd port why
     read -r -a cmd <<<"$PROXY_CMD"
     if ! command -v "${cmd[0]}" >/dev/null; then
         echo "proxy command not found: ${cmd[0]}" >"$RAW/proxy.skipped"
@@ -211,7 +220,9 @@ start_proxy() {  # start_proxy SCENARIO: fails (returns 1) with the reason in pr
     PROXY_PID=$!
     if ! wait_http "$PX/api/version" "$PROXY_PID" "$START_TIMEOUT"; then
         {
-            echo "proxy did not answer GET /api/version within ${START_TIMEOUT}s (scenario $1): ${cmd[*]}"
+            kill -0 "$PROXY_PID" 2>/dev/null && why="did not answer GET /api/version within ${START_TIMEOUT}s" ||
+                why="exited before answering GET /api/version"
+            echo "proxy $why (scenario $1): ${cmd[*]}"
             tail -n 20 "$TMP/proxy-$1.log"
         } >"$RAW/proxy.skipped"
         stop_proxy

@@ -13,11 +13,11 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .catalog import Catalog, CatalogConfig
+from .catalog import Catalog, catalog_config
 from .config import Settings
 from .errors import ProxyError, anthropic_body, ollama_body, openai_body
 from .http import json_response
-from .routes import discovery, native, openai
+from .routes import anthropic, discovery, native, openai
 from .upstream import Target, Upstreams
 
 log = logging.getLogger("oai2ollama")
@@ -97,16 +97,15 @@ class RequestLog:
 
 
 def targets_from(settings: Settings) -> list[Target]:
-    if not settings.base_url:
-        raise ValueError("base-url is required (flag --base-url or env OPENAI_BASE_URL)")
-    key = settings.api_key.get_secret_value() if settings.api_key else None
-    return [Target(base_url=settings.base_url, api_key=key)]
+    """Every upstream: `--base-url` (named `default`) and the config file's `[[upstreams]]`."""
+    return [source.target for source in catalog_config(settings).sources]
 
 
 def create_app(settings: Settings, *, upstreams: Upstreams | None = None) -> FastAPI:
     """Build the app. Tests pass their own `upstreams` (over a mock transport); otherwise the
     pooled client is opened when the app starts and closed when it stops."""
-    targets = targets_from(settings)
+    # Read once, now: a bad config file stops the start-up (cli prints the ValueError, exits 2).
+    catalog_settings = catalog_config(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -123,14 +122,7 @@ def create_app(settings: Settings, *, upstreams: Upstreams | None = None) -> Fas
             await owned.aclose()
 
     def _catalog(client: Upstreams) -> Catalog:
-        config = CatalogConfig(
-            extra_models=settings.extra_models,
-            capabilities=settings.all_capabilities(),
-            context_lengths=settings.context_lengths,
-            default_context_length=settings.context_length,
-            ttl=settings.models_ttl,
-        )
-        return Catalog(client, targets, config)
+        return Catalog(client, catalog_settings)
 
     app = FastAPI(
         title="oai2ollama",
@@ -146,6 +138,7 @@ def create_app(settings: Settings, *, upstreams: Upstreams | None = None) -> Fas
     app.include_router(discovery.router)
     app.include_router(native.router)
     app.include_router(openai.router)
+    app.include_router(anthropic.router)
     app.add_exception_handler(ProxyError, _proxy_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

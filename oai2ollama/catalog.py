@@ -1,8 +1,10 @@
-"""The model catalog: which models exist, who serves them, what each can do.
+"""The model catalog: which models exist, which upstream serves each, what each can do.
 
-The upstreams' /models answers are cached for a short TTL. The first request waits for the
-first fetch; after that a stale catalog keeps answering while one refresh runs in the
-background, so /api/tags and /api/show never wait on a slow upstream more than once.
+Every upstream's /models answer is fetched concurrently and cached for a TTL. The first request
+waits for the first fetch (bounded by `timeout`); after that a stale catalog keeps answering while
+one refresh runs in the background, so /api/tags and /api/show never wait on a slow upstream
+more than once. An upstream that fails keeps its last known models and cannot hide the others';
+its failure is logged when it starts, not on every refresh or request.
 """
 
 from __future__ import annotations
@@ -10,73 +12,155 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from . import config_file
+from .config import Settings
+from .config_file import Globs, ModelRule, settings_for
 from .errors import ProxyError, model_not_found
-from .translate.models import ModelCard, describe, ollama_name
+from .translate.models import ModelCard, describe, listing_entries, ollama_name
 from .upstream import Target, Upstreams
 
 log = logging.getLogger("oai2ollama.catalog")
 
 # How long a model stays in /api/ps after its last use, like Ollama's default keep_alive.
 KEEP_ALIVE_SECONDS = 300.0
+# An upstream that failed is asked again this soon (or at the TTL, if shorter), so a local server
+# started after oai2ollama appears without waiting a whole TTL.
+RETRY_SECONDS = 10.0
+# How long the catalog waits for one upstream's /models before serving without it.
+LIST_TIMEOUT_SECONDS = 15.0
+# A request for an unknown model triggers a background refresh at most this often.
+MISS_REFRESH_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Source:
+    """One upstream as the catalog sees it: where it is, and which of its models to list."""
+
+    target: Target
+    prefix: str = ""
+    include: Globs = field(default_factory=Globs)
+    exclude: Globs = field(default_factory=Globs)
+    extra_models: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    def lists(self, upstream_id: str) -> bool:
+        if self.include.patterns and not self.include.match(upstream_id):
+            return False
+        return not self.exclude.match(upstream_id)
 
 
 @dataclass
 class CatalogConfig:
-    extra_models: Sequence[str] = ()
-    capabilities: Sequence[str] = ()
-    context_lengths: dict[str, int] = field(default_factory=dict)
+    sources: Sequence[Source]
+    rules: Sequence[ModelRule] = ()
+    capabilities: Sequence[str] = ()  # for chat models whose metadata is silent about them
+    context_lengths: Mapping[str, int] = field(default_factory=dict)  # --context-lengths, by id
     default_context_length: int = 131072
     ttl: float = 60.0
+    timeout: float = LIST_TIMEOUT_SECONDS
+
+
+def catalog_config(settings: Settings) -> CatalogConfig:
+    """Settings and the optional config file, combined; a problem raises a ValueError for the user.
+
+    `--base-url`/`--api-key` define the upstream named `default`; each `[[upstreams]]` adds one.
+    Flags and environment variables win over the file's `[defaults]`.
+    """
+    file = config_file.load(settings.config) if settings.config else None
+    sources: list[Source] = []
+    if settings.base_url:
+        key = settings.api_key.get_secret_value() if settings.api_key else None
+        sources.append(Source(Target(base_url=settings.base_url, api_key=key), extra_models=(*settings.extra_models,)))
+    for number, upstream in enumerate(file.upstreams if file else (), 1):
+        if any(source.name == upstream.name for source in sources):
+            raise config_file.ConfigError(
+                f"{settings.config}: [[upstreams]] #{number} name: {upstream.name!r} is the name of the "
+                "upstream given by --base-url; choose another name"
+            )
+        target = Target(upstream.base_url, upstream.api_key, upstream.name, dict(upstream.headers))
+        sources.append(Source(target, upstream.prefix, upstream.include, upstream.exclude))
+    if not sources:
+        raise ValueError("base-url is required (flag --base-url or env OPENAI_BASE_URL, or [[upstreams]] in --config)")
+    if settings.extra_models and not settings.base_url:
+        first = sources[0]
+        sources[0] = Source(first.target, first.prefix, first.include, first.exclude, (*settings.extra_models,))
+    explicit = settings.model_fields_set
+    defaults = file.defaults if file else config_file.Defaults()
+    capabilities = settings.all_capabilities()
+    if not ({"capabilities", "capacities"} & explicit) and defaults.capabilities is not None:
+        capabilities = list(defaults.capabilities)
+    context_length = settings.context_length
+    if "context_length" not in explicit and defaults.context_length:
+        context_length = defaults.context_length
+    return CatalogConfig(
+        sources=sources,
+        rules=file.models if file else (),
+        capabilities=capabilities,
+        context_lengths={name.lower(): size for name, size in settings.context_lengths.items()},
+        default_context_length=context_length,
+        ttl=settings.models_ttl,
+    )
 
 
 class Catalog:
-    def __init__(
-        self,
-        upstreams: Upstreams,
-        targets: Sequence[Target],
-        config: CatalogConfig,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ):
+    def __init__(self, upstreams: Upstreams, config: CatalogConfig, *, clock: Callable[[], float] = time.monotonic):
+        if not config.sources:
+            raise ValueError("the catalog needs at least one upstream")
         self._upstreams = upstreams
-        self._targets = {target.name: target for target in targets}
-        self._default = targets[0]
         self._config = config
+        self._sources = list(config.sources)
+        self._targets = {source.name: source.target for source in self._sources}
         self._clock = clock
+        self._by_source: dict[str, list[ModelCard]] = {}
+        self._listed: set[str] = set()  # upstreams whose /models answered at least once
+        self._failing: dict[str, str] = {}  # upstream name → the failure last logged
+        self._shadowed: set[tuple[str, str]] = set()
         self._cards: list[ModelCard] = []
-        self._by_name: dict[str, ModelCard] = {}
-        self._listed = False  # whether any upstream's /models answered
+        self._exact: dict[str, ModelCard] = {}
+        self._aliases: dict[str, ModelCard] = {}
         self._fetched_at: float | None = None
+        self._due = 0.0
         self._refresh: asyncio.Task[None] | None = None
         self._used: dict[str, float] = {}
         self.started = time.time()
-        self._index(self._extra_cards())
+        self._publish([card for source in self._sources for card in self._extra_cards(source, set())])
+
+    @property
+    def targets(self) -> list[Target]:
+        return [source.target for source in self._sources]
 
     def target(self, card: ModelCard) -> Target:
-        return self._targets.get(card.upstream, self._default)
+        """The upstream that serves `card`; send it `card.upstream_id`."""
+        return self._targets.get(card.upstream, self._sources[0].target)
 
     async def cards(self) -> list[ModelCard]:
+        """The listed models (hidden ones excluded), in upstream order."""
         await self._fresh()
         return self._cards
 
     async def resolve(self, name: object) -> ModelCard:
-        """The card for a client's model name: exact, then without `:latest`, then as a bare id."""
+        """The card for a client's model name: exact name, then alias, then without `:latest`."""
         if not isinstance(name, str) or not name:
             raise ProxyError("model is required", status=400)
         await self._fresh()
-        key = name.lower()
-        card = self._by_name.get(key) or self._by_name.get(ollama_name(key))
-        if card is None and key.endswith(":latest"):
-            card = self._by_name.get(key.removesuffix(":latest"))
+        card = self._lookup(name.lower()) or self._passthrough(name)
         if card is not None:
             return card
-        if not self._listed:
-            # Without a model list to check against, trust the client and let the upstream judge.
-            return self._card(name.removesuffix(":latest"), self._default)
+        self._refresh_soon()  # a model added upstream since the last refresh is found next time
         raise model_not_found(name)
+
+    async def refresh(self) -> None:
+        """Fetch every upstream's list now, whatever the TTL says (joins a refresh under way)."""
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.create_task(self._load())
+        await asyncio.shield(self._refresh)
 
     def touch(self, card: ModelCard) -> None:
         self._used[card.name] = time.time()
@@ -84,40 +168,63 @@ class Catalog:
     def loaded(self) -> list[tuple[ModelCard, float]]:
         """Models used within the keep-alive window, longest remaining lifetime first."""
         now = time.time()
-        recent = [
-            (name, used + KEEP_ALIVE_SECONDS) for name, used in self._used.items() if used + KEEP_ALIVE_SECONDS > now
-        ]
+        recent = [(name, used + KEEP_ALIVE_SECONDS) for name, used in self._used.items()]
+        recent = [item for item in recent if item[1] > now]
         recent.sort(key=lambda item: item[1], reverse=True)
-        return [(self._by_name[name.lower()], expires) for name, expires in recent if name.lower() in self._by_name]
+        return [(self._exact[name.lower()], expires) for name, expires in recent if name.lower() in self._exact]
 
-    def _card(self, upstream_id: str, target: Target, entry: dict[str, object] | None = None) -> ModelCard:
-        config = self._config
+    def _lookup(self, key: str) -> ModelCard | None:
+        keys = (key, key.removesuffix(":latest")) if key.endswith(":latest") else (key,)
+        for candidate in keys:
+            card = self._exact.get(candidate) or self._aliases.get(candidate)
+            if card is not None:
+                return card
+        return None
+
+    def _passthrough(self, name: str) -> ModelCard | None:
+        """Without a model list to check against, trust the client and let the upstream judge."""
+        silent = [source for source in self._sources if source.name not in self._listed]
+        if not silent:
+            return None
+        lowered = name.lower()
+        prefixed = [s for s in silent if s.prefix and lowered.startswith(s.prefix.lower())]
+        if prefixed:
+            source = max(prefixed, key=lambda s: len(s.prefix))
+        elif len(silent) == len(self._sources):
+            source = next((s for s in silent if not s.prefix), silent[0])
+        else:
+            return None  # the upstreams that did answer do not have it
+        upstream_id = name[len(source.prefix) :] if lowered.startswith(source.prefix.lower()) else name
+        return self._card(source, {"id": upstream_id.removesuffix(":latest")})
+
+    def _card(self, source: Source, entry: dict[str, Any]) -> ModelCard:
+        upstream_id = str(entry["id"])
+        client_id = source.prefix + upstream_id
+        lengths = self._config.context_lengths
+        explicit = next(
+            (
+                lengths[key]
+                for key in (client_id.lower(), ollama_name(client_id.lower()), upstream_id.lower())
+                if key in lengths
+            ),
+            None,
+        )
         return describe(
-            entry or {"id": upstream_id},
-            upstream=target.name,
-            remote_host=target.origin,
-            capabilities=config.capabilities,
-            context_length=config.context_lengths.get(upstream_id)
-            or config.context_lengths.get(ollama_name(upstream_id)),
-            default_context_length=config.default_context_length,
+            entry,
+            upstream=source.name,
+            remote_host=source.target.origin,
+            prefix=source.prefix,
+            capabilities=self._config.capabilities,
+            context_length=explicit,
+            default_context_length=self._config.default_context_length,
+            settings=settings_for(client_id, self._config.rules),
         )
 
-    def _extra_cards(self) -> list[ModelCard]:
-        return [self._card(model_id, self._default) for model_id in self._config.extra_models]
-
-    def _index(self, cards: list[ModelCard]) -> None:
-        by_name: dict[str, ModelCard] = {}
-        unique: list[ModelCard] = []
-        for card in cards:
-            for key in (card.name.lower(), card.upstream_id.lower()):
-                by_name.setdefault(key, card)
-            if by_name[card.name.lower()] is card:
-                unique.append(card)
-        self._cards, self._by_name = unique, by_name
+    def _extra_cards(self, source: Source, listed: set[str]) -> list[ModelCard]:
+        return [self._card(source, {"id": model_id}) for model_id in source.extra_models if model_id not in listed]
 
     async def _fresh(self) -> None:
-        now = self._clock()
-        if self._fetched_at is not None and now - self._fetched_at < self._config.ttl:
+        if self._fetched_at is not None and self._clock() < self._due:
             return
         if self._refresh is None or self._refresh.done():
             self._refresh = asyncio.create_task(self._load())
@@ -125,32 +232,78 @@ class Catalog:
             # Nothing to answer from yet; every waiting request shares the one fetch.
             await asyncio.shield(self._refresh)
 
-    async def refresh(self) -> None:
-        """Fetch now, whatever the TTL says."""
-        await self._load()
+    def _refresh_soon(self) -> None:
+        if self._fetched_at is None or self._clock() - self._fetched_at < MISS_REFRESH_SECONDS:
+            return
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.create_task(self._load())
 
     async def _load(self) -> None:
+        fetched = await asyncio.gather(*(self._list(source) for source in self._sources))
         cards: list[ModelCard] = []
-        listed = False
-        for target in self._targets.values():
-            try:
-                listing = await self._upstreams.get_json(target, "/models")
-            except ProxyError as exc:
-                log.warning("could not list models of upstream %s: %s", target.host, exc.message)
-                cards.extend(card for card in self._cards if card.upstream == target.name)
-                listed = listed or self._listed
-                continue
-            entries = listing.get("data") if isinstance(listing, dict) else listing
-            if not isinstance(entries, list):
-                log.warning("upstream %s answered /models without a model list", target.host)
-                continue
-            listed = True
-            cards.extend(
-                self._card(str(entry["id"]), target, entry)
-                for entry in entries
-                if isinstance(entry, dict) and entry.get("id")
+        for source, listed in zip(self._sources, fetched, strict=True):
+            if listed is not None:
+                self._by_source[source.name] = listed
+            cards += self._by_source.get(source.name, [])
+            cards += self._extra_cards(source, {card.upstream_id for card in self._by_source.get(source.name, [])})
+        self._publish(cards)
+        self._fetched_at = now = self._clock()
+        retry = min(self._config.ttl, RETRY_SECONDS) if None in fetched else self._config.ttl
+        self._due = now + retry
+
+    async def _list(self, source: Source) -> list[ModelCard] | None:
+        """The upstream's listed models, or None when it could not say (the failure is logged)."""
+        try:
+            async with asyncio.timeout(self._config.timeout):
+                listing = await self._upstreams.get_json(source.target, "/models")
+        except ProxyError as exc:
+            return self._failed(source, exc.message)
+        except TimeoutError:
+            return self._failed(source, f"no answer within {self._config.timeout:g} s")
+        entries = listing_entries(listing)
+        if entries is None:
+            return self._failed(source, "its /models answer holds no model list")
+        if self._failing.pop(source.name, None) is not None:
+            log.info("upstream %s lists its models again", source.name)
+        self._listed.add(source.name)
+        return [self._card(source, entry) for entry in entries if source.lists(str(entry["id"]))]
+
+    def _failed(self, source: Source, problem: str) -> None:
+        kept = len(self._by_source.get(source.name, []))
+        if self._failing.get(source.name) != problem:
+            outcome = f"keeping its {kept} known models" if kept else "its models are unavailable until it answers"
+            log.warning(
+                "could not list the models of upstream %s (%s): %s; %s",
+                source.name,
+                source.target.host,
+                problem,
+                outcome,
             )
-        cards.extend(self._extra_cards())
-        self._index(cards)
-        self._listed = listed
-        self._fetched_at = self._clock()
+        self._failing[source.name] = problem
+        return None
+
+    def _publish(self, cards: list[ModelCard]) -> None:
+        # A configured alias claims its name before any discovered id: explicit beats found.
+        owners: dict[str, ModelCard] = {}
+        shadowed: set[tuple[str, str]] = set()
+        for card in sorted(cards, key=lambda c: c.alias is None):
+            key = card.name.lower()
+            owner = owners.setdefault(key, card)
+            if owner is not card:
+                shadowed.add((card.upstream, card.client_id))
+                if (card.upstream, card.client_id) not in self._shadowed:
+                    log.warning(
+                        "model %s of upstream %s is hidden: upstream %s already serves %s (set a prefix or an alias)",
+                        card.client_id,
+                        card.upstream,
+                        owner.upstream,
+                        card.name,
+                    )
+        self._shadowed = shadowed
+        kept = [card for card in cards if owners[card.name.lower()] is card]
+        exact = dict(owners)
+        for card in kept:
+            exact.setdefault(card.client_id.lower(), card)
+        self._exact = exact
+        self._aliases = {card.alias.lower(): card for card in kept if card.alias}
+        self._cards = [card for card in kept if not card.hidden]

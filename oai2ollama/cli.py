@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from pydantic import ValidationError
-from pydantic_settings import CliApp
+from pydantic_settings import CliApp, SettingsError
 
 from . import __version__
 from .config import Settings
@@ -15,21 +17,54 @@ from .config import Settings
 EXIT_USAGE = 2
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     print(f"oai2ollama: error: {message}", file=sys.stderr)
     raise SystemExit(EXIT_USAGE)
 
 
+def warn(message: str) -> None:
+    print(f"oai2ollama: warning: {message}", file=sys.stderr)
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """One line naming the first bad setting as its flag is spelt (`base-url`, `capabilities`)."""
+    error = exc.errors()[0]
+    # List positions (`capabilities.0`) mean nothing to a user; the setting's name does.
+    names = [str(part) for part in error["loc"] if not isinstance(part, int)]
+    where = "-".join(names).replace("_", "-").lower() or "settings"
+    message = error["msg"].removeprefix("Value error, ")
+    given = error.get("input")
+    secret = "key" in where  # never echo a secret back
+    if isinstance(given, str | int | float) and not secret and repr(given) not in message:
+        message += f" (got {given!r})"
+    return f"{where}: {message}"
+
+
+def describe_unparsable(exc: SettingsError) -> str:
+    """One line for a value that could not even be parsed (argparse's complaints, bad JSON)."""
+    text = str(exc)
+    if text.startswith("error parsing CLI: "):
+        return text.removeprefix("error parsing CLI: ") + "; see --help"
+    field = next((name for name in Settings.model_fields if re.search(rf"\b{name}\b", text)), None)
+    if field is None:
+        return text
+    where = field.replace("_", "-")
+    if "EnvSettingsSource" in text or "DotEnvSettingsSource" in text:
+        return f"{where}: cannot parse the value from the environment or .env ({exc.__cause__ or 'invalid'})"
+    return f"{where}: {text.split(': ', 1)[-1]}"
+
+
 def load_settings(argv: Sequence[str]) -> Settings:
     try:
-        settings = CliApp.run(Settings, cli_args=list(argv))
+        # Without exit-on-error, argparse's complaints (unknown flag, missing value) come back as a
+        # SettingsError, so every kind of bad input is reported the same way: one line, status 2.
+        settings = CliApp.run(Settings, cli_args=list(argv), cli_exit_on_error=False)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = "-".join(str(part) for part in error["loc"]).replace("_", "-") or "settings"
-        fail(f"{where}: {error['msg']}")
-        raise
+        fail(describe_invalid(exc))
+    except SettingsError as exc:
+        fail(describe_unparsable(exc))
     if settings.capacities:
-        print("oai2ollama: warning: 'capacities' is a misspelling; use 'capabilities'", file=sys.stderr)
+        warn("'capacities' is a misspelling kept for compatibility; use 'capabilities' (-c)")
     if not settings.base_url and not settings.config:
         fail("base-url is required (flag --base-url or env OPENAI_BASE_URL)")
     return settings

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, CliSuppress, NoDecode, SettingsConfigDict
 
+from .config_file import parse_size as _parse_size
+
 Capability = Literal["tools", "insert", "vision", "embedding", "thinking"]
 
 # The most recent stable Ollama release this server imitates; clients gate features on it
@@ -27,16 +29,6 @@ def _split_list(value: object) -> object:
     if isinstance(value, list | tuple):
         return [part.strip() for item in value for part in str(item).split(",") if part.strip()]
     return value
-
-
-def _parse_size(value: int | str) -> int:
-    if isinstance(value, int):
-        return value
-    parsed = re.fullmatch(r"\s*(\d+)\s*([kKmM]?)\s*", value)
-    if not parsed:
-        raise ValueError(f"invalid context length {value!r} (use e.g. 8192, 128k or 1m)")
-    factor = {"": 1, "k": 1000, "m": 1000_000}[parsed.group(2).lower()]
-    return int(parsed.group(1)) * factor
 
 
 class Settings(BaseSettings):

@@ -7,6 +7,7 @@ translator, a transport failure in `upstream`), and is rendered once by the app'
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from . import wire
@@ -46,12 +47,16 @@ _OPENAI_TYPES = {
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
+    405: "invalid_request_error",
+    409: "invalid_request_error",
     413: "invalid_request_error",
+    422: "invalid_request_error",
     429: "rate_limit_error",
 }
 
 _ANTHROPIC_TYPES = {
     **_OPENAI_TYPES,
+    413: "request_too_large",
     503: "overloaded_error",
     529: "overloaded_error",
 }
@@ -93,6 +98,13 @@ def message_from_body(status: int, body: bytes, reason: str = "") -> str:
             if isinstance(candidate, list) and candidate:
                 return str(wire.dumps(candidate), "utf-8")
     text = body.decode("utf-8", "replace").strip()
-    if text and not text.lstrip().startswith("<") and len(text) <= 500:
-        return text
+    if text and not text.startswith("<"):
+        return text if len(text) <= _MAX_PLAIN else text[:_MAX_PLAIN] + "…"
+    if not reason and status in _PHRASES:
+        reason = _PHRASES[status]  # HTTP/2 has no reason phrase
     return f"upstream answered {status} {reason}".rstrip()
+
+
+# A plain-text error longer than this is cut: it is a message for a person, not a payload.
+_MAX_PLAIN = 500
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}

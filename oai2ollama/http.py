@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
@@ -11,6 +12,8 @@ from starlette.types import Receive, Scope, Send
 
 from . import wire
 from .errors import BadRequest, ProxyError
+
+log = logging.getLogger("oai2ollama")
 
 JSON = "application/json; charset=utf-8"
 NDJSON = "application/x-ndjson"
@@ -58,7 +61,12 @@ async def encode_stream(
         async for item in iterator:
             yield encode(item)
     except ProxyError as exc:
+        log.warning("stream ended early: %s", exc.message)
         yield on_error(exc)
+    except Exception as exc:
+        # The status line is gone already; a bug must still end the stream with a readable error.
+        log.exception("unexpected error while streaming")
+        yield on_error(ProxyError(f"internal error in oai2ollama: {type(exc).__name__}"))
     finally:
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:

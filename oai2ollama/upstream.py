@@ -38,6 +38,10 @@ class Target:
     def host(self) -> str:
         return httpx.URL(self.base_url).host or self.base_url
 
+    def redact(self, text: str) -> str:
+        """Some upstreams quote the key they rejected in their error message; it must not reach a client."""
+        return text.replace(self.api_key, "***") if self.api_key and self.api_key in text else text
+
     @property
     def origin(self) -> str:
         url = httpx.URL(self.base_url)
@@ -100,7 +104,7 @@ class Response:
             return
         body = await self.read()
         message = message_from_body(self.status, body, self._response.reason_phrase)
-        raise UpstreamError(message, status=self.status, headers=relayed_headers(self.headers))
+        raise UpstreamError(self.target.redact(message), status=self.status, headers=relayed_headers(self.headers))
 
 
 class Upstreams:
@@ -143,10 +147,11 @@ class Upstreams:
             headers["authorization"] = f"Bearer {target.api_key}"
         elif client_headers is not None:
             # A local upstream may need no key at all; otherwise the client brings its own.
-            auth = client_headers.get("authorization")
-            if not auth and client_headers.get("x-api-key"):
-                auth = f"Bearer {client_headers['x-api-key']}"
-            if auth:
+            auth = client_headers.get("authorization", "").strip()
+            if auth.lower() in ("", "bearer") and client_headers.get("x-api-key"):
+                auth = f"Bearer {client_headers['x-api-key'].strip()}"
+            # Copilot sends `Bearer ` with nothing after it when no key is set; that is no credential.
+            if auth and auth.lower() != "bearer":
                 headers["authorization"] = auth
         content = None
         if body is not None:

@@ -145,3 +145,116 @@ class FakeUpstream:
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handler)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released), for connection-refused tests."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def settings_env_names() -> set[str]:
+    """Every environment variable name a `Settings` field answers to, upper-cased."""
+    from oai2ollama.config import Settings
+
+    names: set[str] = set()
+    for name, info in Settings.model_fields.items():
+        names.add(name.upper())
+        alias = info.validation_alias
+        for choice in getattr(alias, "choices", [alias] if isinstance(alias, str) else []):
+            names.add(str(choice).upper())
+    return names
+
+
+def isolate_settings(monkeypatch: Any, directory: Any) -> None:
+    """Settings read the environment and `./.env`: start from neither (the machine may set OPENAI_*)."""
+    import os
+
+    names = settings_env_names()
+    for var in list(os.environ):
+        if var.upper() in names:
+            monkeypatch.delenv(var)
+    monkeypatch.chdir(directory)
+
+
+async def asgi_messages(app: Any, method: str, path: str, body: bytes = b"") -> AsyncIterator[dict[str, Any]]:
+    """Call an ASGI app directly and yield each message it sends, the moment it sends it.
+
+    httpx's ASGITransport only returns once the app has finished; this shows what a real server
+    would put on the wire, and when.
+    """
+    import asyncio
+
+    sent: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    request_sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal request_sent
+        if not request_sent:
+            request_sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # the client never disconnects on its own
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        await sent.put(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1:11434"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 11434),
+    }
+
+    async def run() -> None:
+        try:
+            await app(scope, receive, send)
+        finally:
+            await sent.put(None)
+
+    task = asyncio.create_task(run())
+    try:
+        while (message := await sent.get()) is not None:
+            yield message
+    finally:
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+from pathlib import Path  # noqa: E402  (appended builders keep the module's head untouched)
+
+TRANSCRIPTS = Path(__file__).parent / "transcripts"
+
+
+def transcript_models(name: str) -> list[dict[str, Any]]:
+    """The `data` entries of a recorded /models answer, `tests/transcripts/models_<name>.json`."""
+    return json.loads((TRANSCRIPTS / f"models_{name}.json").read_text())["data"]
+
+
+def hosts_transport(fakes: dict[str, FakeUpstream]) -> httpx.MockTransport:
+    """One transport for several fake upstreams, chosen by the request's host (`http://<host>/v1`).
+
+    A host with no fake refuses the connection, as a server that is down does.
+    """
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        fake = fakes.get(request.url.host)
+        if fake is None:
+            raise httpx.ConnectError(f"[Errno 111] Connection refused: {request.url.host}")
+        answer: Any = fake.handler(request)
+        # A responder may be a coroutine function, to answer slowly.
+        return await answer if not isinstance(answer, httpx.Response) else answer
+
+    return httpx.MockTransport(handler)

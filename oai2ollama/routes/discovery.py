@@ -45,10 +45,9 @@ async def tags(request: Request) -> Response:
 @router.post("/api/show")
 async def show(request: Request) -> Response:
     req = await json_body(request)
-    name = req.get("model") or req.get("name")
+    request.state.model = name = req.get("model") or req.get("name")
     catalog = _catalog(request)
     card = await catalog.resolve(name)
-    request.state.model = name
     return json_response(show_answer(card, catalog.started))
 
 
@@ -61,9 +60,8 @@ async def ps(request: Request) -> Response:
 @router.post("/api/pull")
 async def pull(request: Request) -> Response:
     req = await json_body(request)
-    name = req.get("model") or req.get("name")
+    request.state.model = name = req.get("model") or req.get("name")
     card = await _catalog(request).resolve(name)
-    request.state.model = name
     steps = [
         {"status": "pulling manifest"},
         {"status": f"{card.name} is served by the upstream"},

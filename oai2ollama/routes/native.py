@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,15 +16,34 @@ from ..errors import BadRequest, ProxyError, ollama_body
 from ..http import NDJSON, StreamResponse, encode_stream, json_body, json_response, started
 from ..translate import ollama_request as to_openai
 from ..translate.answer import pieces
-from ..translate.ollama_answer import Kind, collect, embed_answer, load_answer, ollama_chunks
-from ..translate.streams import openai_chunks
+from ..translate.ollama_answer import Kind, collect, embed_answer, load_answer, ollama_chunks, ollama_lines
+from ..translate.streams import openai_chunk_batches, openai_chunks
 from ..upstream import Upstreams
 
 router = APIRouter()
 
+# A zero Go duration: "0", "0s", "0m0s", "0.0h"…; `keep_alive` set to it unloads the model.
+_ZERO_DURATION = re.compile(r"(?:0+(?:\.0*)?(?:ns|us|µs|ms|s|m|h)?)+")
+
 
 def _error_line(exc: ProxyError) -> bytes:
     return wire.ndjson_line(ollama_body(exc.message))
+
+
+def _unloads(keep_alive: Any) -> bool:
+    if isinstance(keep_alive, str):
+        return _ZERO_DURATION.fullmatch(keep_alive.strip()) is not None
+    return not isinstance(keep_alive, bool) and isinstance(keep_alive, int | float) and keep_alive == 0
+
+
+def _is_load(req: dict[str, Any], kind: Kind) -> bool:
+    """An empty request only loads (or, with `keep_alive: 0`, unloads) the model."""
+    if kind == "chat":
+        messages = req.get("messages")
+        if messages is not None and not isinstance(messages, list):
+            raise BadRequest("messages must be a list")
+        return not messages
+    return not req.get("prompt") and not req.get("suffix")
 
 
 async def _answer(request: Request, kind: Kind) -> Response:
@@ -33,8 +53,8 @@ async def _answer(request: Request, kind: Kind) -> Response:
     upstreams: Upstreams = request.app.state.upstreams
     card = await catalog.resolve(req.get("model"))
     request.state.model = model = req["model"]
-    if not (req.get("messages") if kind == "chat" else req.get("prompt") or req.get("suffix")):
-        return json_response(load_answer(kind, model, unload=req.get("keep_alive") in (0, "0", "0s")))
+    if _is_load(req, kind):
+        return json_response(load_answer(kind, model, unload=_unloads(req.get("keep_alive"))))
     capabilities = frozenset(card.capabilities)
     if kind == "chat":
         body = to_openai.chat_request(req, upstream_model=card.upstream_id, capabilities=capabilities)
@@ -42,16 +62,20 @@ async def _answer(request: Request, kind: Kind) -> Response:
     else:
         body = to_openai.generate_request(req, upstream_model=card.upstream_id, capabilities=capabilities)
         path = "/completions" if to_openai.uses_completions(req) else "/chat/completions"
+    stream = req.get("stream", True) is not False
     target = catalog.target(card)
     response = await upstreams.send(target, "POST", path, body=body, client_headers=request.headers)
     await response.raise_for_error()
     catalog.touch(card)
-    upstream_chunks = openai_chunks(response.chunks(), content_type=response.content_type, host=target.host)
-    chunks = ollama_chunks(pieces(upstream_chunks), kind=kind, model=model, started_ns=started_ns)
-    if req.get("stream", True) is False:
+    host = target.host
+    if not stream:
+        upstream_chunks = openai_chunks(response.chunks(), content_type=response.content_type, host=host)
+        chunks = ollama_chunks(pieces(upstream_chunks), kind=kind, model=model, started_ns=started_ns)
         return json_response(await collect(chunks, kind))
-    first: AsyncIterator[dict[str, Any]] = await started(chunks)
-    return StreamResponse(encode_stream(first, wire.ndjson_line, _error_line), media_type=NDJSON)
+    batches = openai_chunk_batches(response.chunks(), content_type=response.content_type, host=host)
+    lines = ollama_lines(batches, kind=kind, model=model, started_ns=started_ns)
+    first: AsyncIterator[bytes] = await started(lines)
+    return StreamResponse(encode_stream(first, bytes, _error_line), media_type=NDJSON)
 
 
 @router.post("/api/chat")
@@ -64,22 +88,24 @@ async def generate(request: Request) -> Response:
     return await _answer(request, "generate")
 
 
-async def _embeddings(request: Request, req: dict[str, Any], inputs: list[str]) -> dict[str, Any]:
+async def _embeddings(request: Request, req: dict[str, Any], inputs: list[str], started_ns: int) -> dict[str, Any]:
+    """The native embed answer for `inputs`; nothing to embed answers at once."""
     catalog: Catalog = request.app.state.catalog
     card = await catalog.resolve(req.get("model"))
-    request.state.model = req["model"]
+    request.state.model = model = req["model"]
     if not inputs:
-        return {"data": []}
+        return {"model": model, "embeddings": []}
     body = to_openai.embed_request(inputs, upstream_model=card.upstream_id, dimensions=req.get("dimensions"))
+    target = catalog.target(card)
     response = await request.app.state.upstreams.send(
-        catalog.target(card), "POST", "/embeddings", body=body, client_headers=request.headers
+        target, "POST", "/embeddings", body=body, client_headers=request.headers
     )
     await response.raise_for_error()
     catalog.touch(card)
     answer = await response.json()
-    if not isinstance(answer, dict) or len(answer.get("data") or []) != len(inputs):
-        raise ProxyError(f"upstream {catalog.target(card).host} returned the wrong number of embeddings", status=502)
-    return answer
+    return embed_answer(
+        model, answer, count=len(inputs), host=target.host, started_ns=started_ns, now_ns=time.perf_counter_ns()
+    )
 
 
 @router.post("/api/embed")
@@ -89,16 +115,17 @@ async def embed(request: Request) -> Response:
     inputs = to_openai.embed_inputs(req, "input")
     if req.get("truncate") not in (None, True, False):
         raise BadRequest("truncate must be a boolean")
-    answer = await _embeddings(request, req, inputs)
-    return json_response(embed_answer(req["model"], answer, started_ns, time.perf_counter_ns()))
+    return json_response(await _embeddings(request, req, inputs, started_ns))
 
 
 @router.post("/api/embeddings")
 async def embeddings(request: Request) -> Response:
+    """The legacy route: one `prompt`, one `embedding`, no metrics."""
+    started_ns = time.perf_counter_ns()
     req = await json_body(request)
     prompt = req.get("prompt")
     if prompt is not None and not isinstance(prompt, str):
         raise BadRequest("prompt must be a string")
-    answer = await _embeddings(request, req, [prompt] if prompt else [])
-    data = answer["data"]
-    return json_response({"embedding": data[0].get("embedding", []) if data else []})
+    answer = await _embeddings(request, req, [prompt] if prompt else [], started_ns)
+    vectors = answer["embeddings"]
+    return json_response({"embedding": vectors[0] if vectors else []})

@@ -12,10 +12,11 @@ from starlette.responses import Response
 
 from .. import wire
 from ..catalog import Catalog
-from ..errors import ProxyError, openai_body
+from ..errors import ProxyError, message_from_body, openai_body
 from ..http import StreamResponse, encode_stream, json_body, json_response
 from ..translate.models import openai_model
 from ..translate.openai_request import upstream_request
+from ..upstream import Response as UpstreamResponse
 from ..upstream import Upstreams, relayed_headers
 
 router = APIRouter()
@@ -37,19 +38,35 @@ async def _relay(request: Request, path: str) -> Response:
     req = await json_body(request)
     catalog: Catalog = request.app.state.catalog
     upstreams: Upstreams = request.app.state.upstreams
+    request.state.model = req.get("model")
     card = await catalog.resolve(req.get("model"))
-    request.state.model = req["model"]
     target = catalog.target(card)
     body = upstream_request(req, upstream_model=card.upstream_id)
     response = await upstreams.send(target, "POST", path, body=body, client_headers=request.headers)
-    if response.ok:
-        catalog.touch(card)
+    if not response.ok:
+        return await _relay_error(response)
+    catalog.touch(card)
     on_error = _sse_error if "event-stream" in response.content_type else _no_bytes
     return StreamResponse(
         encode_stream(response.chunks(), _same, on_error),
         status_code=response.status,
         headers=relayed_headers(response.headers),
     )
+
+
+async def _relay_error(response: UpstreamResponse) -> Response:
+    """An upstream error reaches the client as sent (it is small, so it is read whole), except that
+    a quoted API key is masked and a gateway's HTML page becomes an OpenAI error object."""
+    body = await response.read()
+    headers = relayed_headers(response.headers)
+    if body.lstrip().startswith(b"<"):
+        message = message_from_body(response.status, body)
+        headers.pop("content-type", None)
+        return json_response(openai_body(response.status, message), status=response.status, headers=headers)
+    key = response.target.api_key
+    if key and key.encode() in body:
+        body = body.replace(key.encode(), b"***")
+    return Response(body, status_code=response.status, headers=headers)
 
 
 @router.post("/v1/chat/completions")

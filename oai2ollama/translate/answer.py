@@ -3,12 +3,14 @@
 Every OpenAI chunk (or a whole non-streamed completion) is read into a `Piece`: text,
 reasoning, tool-call fragments, finish reason, usage. The Ollama and Anthropic encoders consume
 pieces, so all three dialects share one reading of the upstream's many variants
-(`reasoning_content` vs `reasoning`, usage on its own chunk, tool calls split across deltas).
+(`reasoning_content` vs `reasoning`, usage on its own chunk, tool calls split across deltas,
+legacy /completions `text`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +33,7 @@ class Piece:
     tool_calls: list[ToolCallFragment] = field(default_factory=list)
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
-    logprobs: list[Any] | None = None
+    logprobs: list[Any] | None = None  # OpenAI chat entries: token, logprob, bytes, top_logprobs
 
 
 @dataclass(slots=True)
@@ -58,59 +60,135 @@ def stable_call_id(*parts: object) -> str:
     return "call_" + digest[:8]
 
 
-def _fragments(raw: Any, known: dict[str, int]) -> list[ToolCallFragment]:
+def new_call_id() -> str:
+    """A fresh id for a call the upstream sent without one, shaped like Ollama's (`call_` + 8)."""
+    return "call_" + secrets.token_hex(4)
+
+
+class ToolCallNumbering:
+    """Gives each tool call of one answer its own index, whatever the server sent.
+
+    Servers number calls with `index`, but some omit it (then a new `id` starts a new call and
+    id-less fragments continue the last one) and some, Ollama's own /v1 and SGLang among them,
+    send `index: 0` for every parallel call, told apart only by their ids.
+    """
+
+    __slots__ = ("_by_id", "_by_index", "_last", "_used")
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, int] = {}
+        self._by_index: dict[int, int] = {}  # the server's index → ours, for the latest call given it
+        self._used: set[int] = set()
+        self._last = 0
+
+    def number(self, raw_index: Any, call_id: str, position: int) -> int:
+        if call_id and call_id in self._by_id:
+            index = self._by_id[call_id]
+        elif type(raw_index) is int:
+            if not call_id:
+                index = self._by_index.get(raw_index, raw_index)
+            else:
+                taken = raw_index in self._by_index or raw_index in self._used
+                index = self._fresh() if taken else raw_index
+                self._by_index[raw_index] = index
+                self._by_id[call_id] = index
+        elif call_id:
+            index = self._by_id[call_id] = self._fresh()
+        else:
+            index = self._last if position == 0 or not self._used else self._fresh()
+        self._used.add(index)
+        self._last = index
+        return index
+
+    def _fresh(self) -> int:
+        return max(self._used) + 1 if self._used else 0
+
+
+def _fragments(raw: Any, numbering: ToolCallNumbering) -> list[ToolCallFragment]:
     fragments = []
-    for position, item in enumerate(raw if isinstance(raw, list) else []):
+    for position, item in enumerate(raw if isinstance(raw, list) else ()):
         if not isinstance(item, dict):
             continue
-        function = item.get("function") or {}
-        call_id = item.get("id") or ""
-        index = item.get("index")
-        if not isinstance(index, int):
-            # Some servers omit `index`: a new id starts a new call, otherwise it continues one.
-            index = known.setdefault(call_id, len(known)) if call_id else max(known.values(), default=position)
-        elif call_id:
-            known.setdefault(call_id, index)
+        function = item.get("function")
+        if not isinstance(function, dict):
+            function = {}
+        call_id = item.get("id")
+        call_id = call_id if isinstance(call_id, str) else ""
         arguments = function.get("arguments")
         if arguments is not None and not isinstance(arguments, str):
             arguments = wire.dumps(arguments).decode()
-        fragments.append(ToolCallFragment(index, call_id, function.get("name") or "", arguments or ""))
+        name = function.get("name")
+        fragments.append(
+            ToolCallFragment(
+                numbering.number(item.get("index"), call_id, position),
+                call_id,
+                name if isinstance(name, str) else "",
+                arguments or "",
+            )
+        )
     return fragments
 
 
-def _reasoning(source: dict[str, Any]) -> str:
-    value = source.get("reasoning_content") or source.get("reasoning") or ""
-    return value if isinstance(value, str) else ""
+def _legacy_logprobs(logprobs: dict[str, Any]) -> list[Any] | None:
+    """/completions logprobs (parallel lists) as chat-style entries."""
+    tokens, values = logprobs.get("tokens"), logprobs.get("token_logprobs")
+    if not isinstance(tokens, list) or not isinstance(values, list):
+        return None
+    tops = logprobs.get("top_logprobs") or []
+    entries = []
+    for position, (token, value) in enumerate(zip(tokens, values, strict=False)):
+        entry: dict[str, Any] = {"token": token, "logprob": value}
+        top = tops[position] if position < len(tops) else None
+        if isinstance(top, dict):
+            entry["top_logprobs"] = [{"token": t, "logprob": v} for t, v in top.items()]
+        entries.append(entry)
+    return entries
 
 
-def piece_from_chunk(chunk: dict[str, Any], known_ids: dict[str, int] | None = None) -> Piece:
-    """Read one chat (or legacy completions) chunk, or a whole non-streamed answer."""
-    piece = Piece(usage=chunk.get("usage") or None)
+def piece_from_chunk(chunk: dict[str, Any], numbering: ToolCallNumbering | None = None) -> Piece:
+    """Read one chat (or legacy completions) chunk, or a whole non-streamed answer.
+
+    `numbering` is the per-answer tool-call numbering; pass the same one for every chunk of a stream.
+    """
+    usage = chunk.get("usage") or None
     choices = chunk.get("choices")
-    if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
-        return piece
+    if not choices or type(choices) is not list:
+        return Piece(usage=usage)
     choice = choices[0]
-    delta = choice.get("delta") or choice.get("message") or {}
-    if isinstance(delta, dict):
+    if type(choice) is not dict:
+        return Piece(usage=usage)
+    piece = Piece(usage=usage, finish_reason=choice.get("finish_reason") or None)
+    delta = choice.get("delta") or choice.get("message")
+    if type(delta) is dict:
         content = delta.get("content")
-        piece.content = content if isinstance(content, str) else ""
-        piece.thinking = _reasoning(delta)
-        if delta.get("tool_calls"):
-            piece.tool_calls = _fragments(delta["tool_calls"], {} if known_ids is None else known_ids)
+        if content and type(content) is str:
+            piece.content = content
+        thinking = delta.get("reasoning_content") or delta.get("reasoning")
+        if thinking and type(thinking) is str:
+            piece.thinking = thinking
+        calls = delta.get("tool_calls")
+        if calls:
+            piece.tool_calls = _fragments(calls, ToolCallNumbering() if numbering is None else numbering)
     text = choice.get("text")
-    if isinstance(text, str):
+    if text and type(text) is str:
         piece.content += text
-    piece.finish_reason = choice.get("finish_reason") or None
     logprobs = choice.get("logprobs")
-    if isinstance(logprobs, dict) and isinstance(logprobs.get("content"), list):
-        piece.logprobs = logprobs["content"]
+    if logprobs and type(logprobs) is dict:
+        content_logprobs = logprobs.get("content")
+        piece.logprobs = content_logprobs if type(content_logprobs) is list else _legacy_logprobs(logprobs)
     return piece
 
 
 async def pieces(chunks: AsyncIterable[dict[str, Any]]) -> AsyncIterator[Piece]:
-    known_ids: dict[str, int] = {}
-    async for chunk in chunks:
-        yield piece_from_chunk(chunk, known_ids)
+    """The pieces of one answer; the chunk source is closed however the iteration ends."""
+    numbering = ToolCallNumbering()
+    try:
+        async for chunk in chunks:
+            yield piece_from_chunk(chunk, numbering)
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 class ToolCallAssembler:
@@ -135,12 +213,11 @@ class ToolCallAssembler:
         return bool(self._calls)
 
     def complete(self) -> list[ToolCall]:
+        """The calls in index order, numbered from 0; a call the upstream gave no id gets a new one."""
         calls = []
         for position, index in enumerate(sorted(self._calls)):
             call_id, name, arguments = self._calls[index]
-            calls.append(
-                ToolCall(position, call_id or stable_call_id("answer", position, name), name, "".join(arguments))
-            )
+            calls.append(ToolCall(position, call_id or new_call_id(), name, "".join(arguments)))
         return calls
 
 
@@ -150,4 +227,7 @@ def usage_counts(usage: dict[str, Any] | None) -> tuple[int | None, int | None]:
         return None, None
     prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
     completion = usage.get("completion_tokens", usage.get("output_tokens"))
-    return (prompt if isinstance(prompt, int) else None, completion if isinstance(completion, int) else None)
+    return (
+        prompt if type(prompt) is int else None,
+        completion if type(completion) is int else None,
+    )

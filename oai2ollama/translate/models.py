@@ -1,41 +1,95 @@
 """The model catalog's views: what an upstream's /models says, and how Ollama shows a model.
 
-`describe` reads capabilities and context length from the metadata upstreams already publish
-(OpenRouter, vLLM, llama.cpp, LM Studio and others); the `*_entry`/`show_answer` functions
-render a `ModelCard` in the exact shapes of Ollama's /api/tags, /api/show and /api/ps.
+`detect` reads capabilities and context length from the metadata upstreams already publish
+(OpenRouter, vLLM, llama.cpp, LM Studio, Mistral, Fireworks and others); `describe` turns one
+/models entry plus configuration into a `ModelCard`; the `*_entry`/`show_answer` functions render
+a card in the exact shapes of Ollama's /api/tags, /api/show and /api/ps and OpenAI's /v1/models.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .overrides import parameter_lines
+
 ALL_CAPABILITIES = ("completion", "tools", "insert", "vision", "embedding", "thinking")
+# The capabilities an upstream's metadata can speak for, one "dimension" at a time: a default
+# (`--capabilities`) only fills a dimension the metadata is silent about.
+_DIMENSIONS = ("tools", "insert", "vision", "thinking")
+
+# Names providers use for a capability, in lists (`["tool_use"]`), maps (`{"function_calling": true}`)
+# and `supports_*` flags (`supports_tools`), folded onto Ollama's names.
+_CAPABILITY_NAMES = {
+    "tools": "tools",
+    "tool": "tools",
+    "tool_use": "tools",
+    "tool_calling": "tools",
+    "function_calling": "tools",
+    "functions": "tools",
+    "vision": "vision",
+    "image_input": "vision",
+    "multimodal": "vision",  # llama.cpp server
+    "thinking": "thinking",
+    "reasoning": "thinking",
+    "embedding": "embedding",
+    "embeddings": "embedding",
+    "insert": "insert",
+    "fim": "insert",
+    "completion_fim": "insert",  # Mistral
+}
+# Ids of common embedding models that do not say "embed" (bge-m3, multilingual-e5, gte-large, all-MiniLM).
+_EMBEDDING_ID = re.compile(r"embed|(?:^|[/_.-])(?:bge|e5|gte)(?:[/_.-]|$)|minilm|mpnet", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
 class ModelCard:
     name: str  # what clients see and send, Ollama-style with a tag
-    upstream_id: str  # what the upstream calls it
-    upstream: str = "default"  # which upstream serves it
+    upstream_id: str  # what the upstream calls it; sent upstream in the body
+    upstream: str = "default"  # the name of the upstream Target that serves it
     capabilities: tuple[str, ...] = ("completion",)
     context_length: int = 131072
     created: int | None = None
     remote_host: str = ""
-    options: dict[str, Any] = field(default_factory=dict, compare=False)
+    options: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    hidden: bool = False  # served, but not listed
+    client_id: str = ""  # the id as clients see it before any alias (prefix + upstream id)
+    alias: str | None = None
 
     @property
     def family(self) -> str:
         return model_family(self.upstream_id)
 
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(f"{self.upstream}/{self.upstream_id}".encode()).hexdigest()
 
-def ollama_name(upstream_id: str) -> str:
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    """What configuration says about one model; None/empty means "not configured"."""
+
+    alias: str | None = None
+    capabilities: tuple[str, ...] | None = None  # replaces the detected list
+    context_length: int | None = None
+    hidden: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Detected:
+    capabilities: frozenset[str]
+    known: frozenset[str]  # the dimensions the metadata spoke about, present or not
+    context_length: int | None
+
+
+def ollama_name(model_id: str) -> str:
     """Ids without a tag are listed as `id:latest`, as Ollama lists its models."""
-    return upstream_id if ":" in upstream_id.rsplit("/", 1)[-1] else upstream_id + ":latest"
+    return model_id if ":" in model_id.rsplit("/", 1)[-1] else model_id + ":latest"
 
 
 def model_family(upstream_id: str) -> str:
@@ -48,106 +102,145 @@ def _first_int(*values: Any) -> int | None:
     for value in values:
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
-        if isinstance(value, str) and value.isdigit():
+        if isinstance(value, str) and value.isdigit() and int(value) > 0:
             return int(value)
     return None
 
 
-def detected_context_length(entry: dict[str, Any]) -> int | None:
-    meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
-    top = entry.get("top_provider") if isinstance(entry.get("top_provider"), dict) else {}
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def detected_context_length(entry: Mapping[str, Any]) -> int | None:
+    meta = _object(entry.get("meta"))
     return _first_int(
-        entry.get("context_length"),  # OpenRouter, LiteLLM
+        entry.get("context_length"),  # OpenRouter, Together, Fireworks, LiteLLM
         entry.get("max_model_len"),  # vLLM
-        entry.get("context_window"),  # Groq, Together
-        entry.get("max_context_length"),  # LM Studio
+        entry.get("context_window"),  # Groq
+        # LM Studio: a loaded model's window is what a prompt must fit, whatever the model could take.
         entry.get("loaded_context_length"),
-        top.get("context_length"),
+        entry.get("max_context_length"),  # LM Studio /api/v0, Mistral
+        _object(entry.get("top_provider")).get("context_length"),  # OpenRouter
         meta.get("n_ctx_train"),  # llama.cpp server
         meta.get("n_ctx"),
     )
 
 
-def detected_capabilities(entry: dict[str, Any]) -> set[str]:
+def detect(entry: Mapping[str, Any]) -> Detected:
+    """What one /models entry says the model can do, and about which capabilities it spoke."""
     found: set[str] = set()
-    params = entry.get("supported_parameters")
+    known: set[str] = set()
+    params = entry.get("supported_parameters")  # OpenRouter
     if isinstance(params, list):
+        known |= {"tools", "thinking"}
         if "tools" in params:
             found.add("tools")
         if "reasoning" in params or "include_reasoning" in params:
             found.add("thinking")
-    architecture = entry.get("architecture")
-    if isinstance(architecture, dict):
-        modalities = architecture.get("input_modalities") or []
+    architecture = _object(entry.get("architecture"))
+    modalities = architecture.get("input_modalities")
+    if isinstance(modalities, list):
+        known.add("vision")
         if "image" in modalities:
             found.add("vision")
-        if architecture.get("output_modalities") == ["embeddings"]:
-            found.add("embedding")
-    declared = entry.get("capabilities")
-    if isinstance(declared, dict):
-        declared = [name for name, on in declared.items() if on]
-    if isinstance(declared, list):
-        aliases = {
-            "tool_use": "tools",
-            "function_calling": "tools",
-            "tool_calling": "tools",
-            "reasoning": "thinking",
-            "image_input": "vision",
-            "embeddings": "embedding",
-            "fim": "insert",
-        }
-        for name in declared:
-            if isinstance(name, str):
-                name = aliases.get(name.lower(), name.lower())
-                if name in ALL_CAPABILITIES:
-                    found.add(name)
-    kind = entry.get("type")
-    if kind in ("embedding", "embeddings"):
+    outputs = architecture.get("output_modalities")
+    if isinstance(outputs, list) and outputs and all(kind in ("embedding", "embeddings") for kind in outputs):
         found.add("embedding")
-    elif kind == "vlm":
-        found.add("vision")
-    return found
+    declared = entry.get("capabilities")
+    if isinstance(declared, dict):  # Mistral: {"function_calling": true, "vision": false, …}
+        for name, on in declared.items():
+            capability = _CAPABILITY_NAMES.get(str(name).lower())
+            if capability:
+                known.add(capability)
+                if on is True:
+                    found.add(capability)
+    elif isinstance(declared, list):  # LM Studio, llama.cpp, Ollama-style lists
+        listed = {cap for name in declared if (cap := _CAPABILITY_NAMES.get(str(name).lower()))}
+        found |= listed
+        # Every style of list names image input when the model has it; tools and thinking are
+        # left out by servers that support them for any model (llama.cpp), so only vision is
+        # known to be absent when unlisted.
+        known |= listed | {"vision"}
+    for name, on in entry.items():  # Fireworks-style flags: supports_tools, supports_image_input
+        capability = _CAPABILITY_NAMES.get(name.removeprefix("supports_")) if name.startswith("supports_") else None
+        if capability and isinstance(on, bool):
+            known.add(capability)
+            if on:
+                found.add(capability)
+    kind = entry.get("type")
+    if kind in ("embedding", "embeddings"):  # LM Studio, Together
+        found.add("embedding")
+    elif kind in ("llm", "vlm"):  # LM Studio says whether a model sees images
+        known.add("vision")
+        if kind == "vlm":
+            found.add("vision")
+    said_kind = kind in ("embedding", "embeddings", "llm", "vlm") or isinstance(outputs, list)
+    if not said_kind and _EMBEDDING_ID.search(str(entry.get("id", ""))):
+        found.add("embedding")
+    return Detected(frozenset(found), frozenset(known), detected_context_length(entry))
+
+
+def capabilities_of(detected: Detected, defaults: Iterable[str] = ()) -> tuple[str, ...]:
+    """Ollama's capability list: detection, with defaults only where the metadata was silent.
+
+    An embedding model gets `embedding` and not `completion`: clients that offer every model for
+    chat (Zed, Copilot) would otherwise list it as a chat model.
+    """
+    if "embedding" in detected.capabilities:
+        caps = {"embedding"} | (detected.capabilities & {"vision"})
+    else:
+        unknown = set(_DIMENSIONS) - detected.known
+        caps = {"completion"} | detected.capabilities | (set(defaults) & unknown)
+    return tuple(name for name in ALL_CAPABILITIES if name in caps)
 
 
 def describe(
-    entry: dict[str, Any],
+    entry: Mapping[str, Any],
     *,
     upstream: str = "default",
     remote_host: str = "",
+    prefix: str = "",
     capabilities: Iterable[str] = (),
     context_length: int | None = None,
     default_context_length: int = 131072,
+    settings: ModelSettings | None = None,
 ) -> ModelCard:
-    """A catalog card for one entry of an upstream's /models: configuration wins over detection."""
+    """A catalog card for one entry of an upstream's /models.
+
+    Configuration wins over detection, detection over defaults: `settings` (the model's
+    `[models."…"]` rules) and `context_length` (`--context-lengths`) are explicit; `capabilities`
+    and `default_context_length` apply only where the metadata says nothing.
+    """
+    settings = settings or ModelSettings()
     upstream_id = str(entry["id"])
-    detected = detected_capabilities(entry)
-    if "embed" in upstream_id.lower():
-        detected.add("embedding")
-    if "embedding" in detected:
-        # An embedding model cannot chat; global capabilities are meant for the chat models.
-        caps = {"embedding"} | (detected & {"vision"})
+    detected = detect(entry)
+    if settings.capabilities is not None:
+        caps = set(settings.capabilities)
+        if "embedding" not in caps:
+            caps.add("completion")
+        ordered = tuple(name for name in ALL_CAPABILITIES if name in caps)
     else:
-        caps = {"completion"} | detected | set(capabilities)
-    ordered = tuple(name for name in ALL_CAPABILITIES if name in caps)
+        ordered = capabilities_of(detected, capabilities)
+    client_id = prefix + upstream_id
     created = entry.get("created")
     return ModelCard(
-        name=ollama_name(upstream_id),
+        name=ollama_name(settings.alias or client_id),
         upstream_id=upstream_id,
         upstream=upstream,
         capabilities=ordered,
-        context_length=context_length or detected_context_length(entry) or default_context_length,
-        created=created if isinstance(created, int) and created > 0 else None,
+        context_length=(context_length or settings.context_length or detected.context_length or default_context_length),
+        created=created if isinstance(created, int) and not isinstance(created, bool) and created > 0 else None,
         remote_host=remote_host,
+        options=dict(settings.options),
+        hidden=settings.hidden,
+        client_id=client_id,
+        alias=settings.alias,
     )
 
 
-def _timestamp(seconds: int | None, fallback: float) -> str:
+def _timestamp(seconds: float | None, fallback: float) -> str:
     moment = datetime.fromtimestamp(seconds if seconds else fallback, UTC)
     return moment.isoformat().replace("+00:00", "Z")
-
-
-def digest(card: ModelCard) -> str:
-    return hashlib.sha256(f"{card.upstream}/{card.upstream_id}".encode()).hexdigest()
 
 
 def details(card: ModelCard) -> dict[str, Any]:
@@ -169,7 +262,7 @@ def tags_entry(card: ModelCard, started: float) -> dict[str, Any]:
         "remote_host": card.remote_host,
         "modified_at": _timestamp(card.created, started),
         "size": 0,
-        "digest": digest(card),
+        "digest": card.digest,
         "details": {**details(card), "context_length": card.context_length},
         "capabilities": list(card.capabilities),
     }
@@ -179,8 +272,9 @@ def tags_entry(card: ModelCard, started: float) -> dict[str, Any]:
 
 
 def parameters_text(card: ModelCard) -> str:
-    # Ollama pads keys to 30 columns; Continue and Zed read `num_ctx` from here.
-    return f"{'num_ctx':<30} {card.context_length}"
+    # Ollama pads keys to 30 columns; Continue and Zed read `num_ctx` from here, Continue also
+    # adds each `stop` line to every request (harmless: those stops are applied anyway).
+    return "\n".join(f"{name:<30} {value}" for name, value in parameter_lines(card.context_length, card.options))
 
 
 def template_text(card: ModelCard) -> str:
@@ -190,6 +284,19 @@ def template_text(card: ModelCard) -> str:
     return "{{ .Prompt }}"
 
 
+def modelfile_text(card: ModelCard) -> str:
+    lines = [
+        '# Modelfile generated by "ollama show"',
+        f"FROM {card.upstream_id}",
+        f'TEMPLATE """{template_text(card)}"""',
+    ]
+    for name, value in parameter_lines(card.context_length, card.options):
+        # The Modelfile writes plain strings bare (`PARAMETER stop <|eot_id|>`), unlike `parameters`.
+        bare = value[1:-1] if value.startswith('"') and not re.search(r'\s|\\|"', value[1:-1]) else value
+        lines.append(f"PARAMETER {name} {bare}")
+    return "\n".join(lines) + "\n"
+
+
 def show_answer(card: ModelCard, started: float) -> dict[str, Any]:
     arch = card.family
     model_info: dict[str, Any] = {
@@ -197,12 +304,9 @@ def show_answer(card: ModelCard, started: float) -> dict[str, Any]:
         "general.basename": card.upstream_id,
         f"{arch}.context_length": card.context_length,
     }
-    return {
+    answer = {
         "license": "",
-        "modelfile": (
-            '# Modelfile generated by "ollama show"\n'
-            f"FROM {card.upstream_id}\nTEMPLATE {template_text(card)!r}\nPARAMETER num_ctx {card.context_length}\n"
-        ),
+        "modelfile": modelfile_text(card),
         "parameters": parameters_text(card),
         "template": template_text(card),
         "details": details(card),
@@ -212,6 +316,9 @@ def show_answer(card: ModelCard, started: float) -> dict[str, Any]:
         "remote_model": card.upstream_id,
         "remote_host": card.remote_host,
     }
+    if not card.remote_host:
+        del answer["remote_host"]
+    return answer
 
 
 def ps_entry(card: ModelCard, expires_at: float) -> dict[str, Any]:
@@ -219,9 +326,9 @@ def ps_entry(card: ModelCard, expires_at: float) -> dict[str, Any]:
         "name": card.name,
         "model": card.name,
         "size": 0,
-        "digest": digest(card),
+        "digest": card.digest,
         "details": details(card),
-        "expires_at": _timestamp(int(expires_at), expires_at),
+        "expires_at": _timestamp(expires_at, expires_at),
         "size_vram": 0,
         "context_length": card.context_length,
     }
@@ -229,3 +336,29 @@ def ps_entry(card: ModelCard, expires_at: float) -> dict[str, Any]:
 
 def openai_model(card: ModelCard, started: float) -> dict[str, Any]:
     return {"id": card.name, "object": "model", "created": card.created or int(started), "owned_by": card.upstream}
+
+
+def listing_entries(listing: Any) -> list[dict[str, Any]] | None:
+    """The model entries of a /models answer, or None when it holds no model list.
+
+    llama.cpp's server answers with OpenAI's `data` and, beside it, Ollama-style `models`
+    whose `capabilities` (e.g. `multimodal`) are merged into the matching `data` entry.
+    """
+    entries = listing.get("data") if isinstance(listing, dict) else listing
+    if not isinstance(entries, list):
+        return None
+    entries = [entry for entry in entries if isinstance(entry, dict) and isinstance(entry.get("id"), str | int)]
+    extra = listing.get("models") if isinstance(listing, dict) else None
+    if isinstance(extra, list):
+        described = {
+            str(item.get("model") or item.get("name")): item["capabilities"]
+            for item in extra
+            if isinstance(item, dict) and isinstance(item.get("capabilities"), list)
+        }
+        entries = [
+            {**entry, "capabilities": described[str(entry["id"])]}
+            if str(entry["id"]) in described and "capabilities" not in entry
+            else entry
+            for entry in entries
+        ]
+    return [entry for entry in entries if str(entry["id"])]

@@ -1,19 +1,37 @@
-"""Upstream answers (as `Piece`s) → Ollama native answers for /api/chat, /api/generate, /api/embed."""
+"""Upstream answers (as `Piece`s) → Ollama native answers for /api/chat, /api/generate, /api/embed.
+
+`OllamaEncoder` holds the state of one answer; `ollama_chunks` (chunk dicts, for `collect`) and
+`ollama_lines` (NDJSON bytes, the streamed route's hot path) drive it.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from datetime import UTC, datetime
 from typing import Any, Literal
 
-from .answer import Piece, ToolCall, ToolCallAssembler, usage_counts
+from .. import wire
+from ..errors import UpstreamError
+from .answer import Piece, ToolCall, ToolCallAssembler, ToolCallNumbering, piece_from_chunk, usage_counts
 
 Kind = Literal["chat", "generate"]
 
+_second = -1
+_second_text = ""
+
 
 def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """The current UTC time as Ollama writes it, e.g. `2025-10-17T23:14:07.414671Z`.
+
+    Every streamed chunk carries one, so the formatted second is reused until it changes.
+    """
+    global _second, _second_text
+    now = time.time()
+    second = int(now)
+    if second != _second:
+        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = second
+    return f"{_second_text}.{int((now - second) * 1_000_000):06d}Z"
 
 
 def done_reason(finish_reason: str | None) -> str:
@@ -44,6 +62,81 @@ def load_answer(kind: Kind, model: str, *, unload: bool) -> dict[str, Any]:
     return answer
 
 
+class OllamaEncoder:
+    """One native answer being written: `feed` it pieces as they come, then take `finish`.
+
+    Content, thinking and logprobs pass on as they arrive, one chunk per piece. Tool calls are
+    emitted whole, one per chunk (Zed reads only the first call of a chunk), once the upstream
+    has finished them. Counts come from the upstream's usage, durations from `clock`
+    (nanoseconds): prompt evaluation lasts until the first output arrives.
+    """
+
+    __slots__ = ("_chat", "_clock", "_first_ns", "_kind", "_model", "_started_ns", "_tools", "finish_reason", "usage")
+
+    def __init__(self, kind: Kind, model: str, started_ns: int, clock: Callable[[], int] = time.perf_counter_ns):
+        self._kind = kind
+        self._chat = kind == "chat"
+        self._model = model
+        self._started_ns = started_ns
+        self._clock = clock
+        self._first_ns = 0
+        self._tools = ToolCallAssembler()
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] | None = None
+
+    def feed(self, piece: Piece) -> dict[str, Any] | None:
+        if piece.tool_calls:
+            self._first_ns = self._first_ns or self._clock()
+            self._tools.add(piece.tool_calls)
+        if piece.finish_reason:
+            self.finish_reason = piece.finish_reason
+        if piece.usage:
+            self.usage = piece.usage
+        content, thinking = piece.content, piece.thinking
+        if not (content or thinking or piece.logprobs):
+            return None
+        if not self._first_ns:
+            self._first_ns = self._clock()
+        if self._chat:
+            message: dict[str, Any] = {"role": "assistant", "content": content}
+            if thinking:
+                message["thinking"] = thinking
+            chunk = {"model": self._model, "created_at": now_rfc3339(), "message": message, "done": False}
+        else:
+            chunk = {"model": self._model, "created_at": now_rfc3339(), "response": content, "done": False}
+            if thinking:
+                chunk["thinking"] = thinking
+        if piece.logprobs:
+            chunk["logprobs"] = piece.logprobs
+        return chunk
+
+    def finish(self) -> list[dict[str, Any]]:
+        """The completed tool calls, one chunk each, then the `done` chunk with the metrics."""
+        chunks = []
+        for call in self._tools.complete():
+            chunk = _chunk(self._kind, self._model, "")
+            (chunk["message"] if self._chat else chunk)["tool_calls"] = [native_tool_call(call)]
+            chunks.append(chunk)
+        end_ns = self._clock()
+        first_ns = self._first_ns or end_ns
+        final = _chunk(self._kind, self._model, "")
+        final["done"] = True
+        final["done_reason"] = done_reason(self.finish_reason)
+        if not self._chat:
+            final["context"] = []
+        prompt_tokens, completion_tokens = usage_counts(self.usage)
+        final["total_duration"] = max(end_ns - self._started_ns, 1)
+        final["load_duration"] = 0
+        if prompt_tokens is not None:
+            final["prompt_eval_count"] = prompt_tokens
+        final["prompt_eval_duration"] = max(first_ns - self._started_ns, 1)
+        if completion_tokens is not None:
+            final["eval_count"] = completion_tokens
+        final["eval_duration"] = max(end_ns - first_ns, 1)
+        chunks.append(final)
+        return chunks
+
+
 async def ollama_chunks(
     pieces: AsyncIterable[Piece],
     *,
@@ -52,62 +145,66 @@ async def ollama_chunks(
     started_ns: int,
     clock: Callable[[], int] = time.perf_counter_ns,
 ) -> AsyncIterator[dict[str, Any]]:
-    """Native NDJSON chunks, content passed on as it arrives, the `done` chunk last.
-
-    Tool calls are emitted whole, one per chunk (Zed reads only the first call of a chunk),
-    once the upstream has finished them.
-    """
-    tools = ToolCallAssembler()
-    finish: str | None = None
-    usage: dict[str, Any] | None = None
-    first_ns = 0
-    async for piece in pieces:
-        if piece.content or piece.thinking:
-            if not first_ns:
-                first_ns = clock()
-            chunk = _chunk(kind, model, piece.content, piece.thinking)
-            if piece.logprobs:
-                chunk["logprobs"] = piece.logprobs
-            yield chunk
-        if piece.tool_calls:
-            first_ns = first_ns or clock()
-            tools.add(piece.tool_calls)
-        if piece.finish_reason:
-            finish = piece.finish_reason
-        if piece.usage:
-            usage = piece.usage
-    for call in tools.complete():
-        chunk = _chunk(kind, model, "")
-        chunk["message"]["tool_calls"] = [native_tool_call(call)]
+    """Native chunks one at a time, the `done` chunk last; the pieces are closed however it ends."""
+    encoder = OllamaEncoder(kind, model, started_ns, clock)
+    try:
+        async for piece in pieces:
+            chunk = encoder.feed(piece)
+            if chunk is not None:
+                yield chunk
+    finally:
+        aclose = getattr(pieces, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    for chunk in encoder.finish():
         yield chunk
-    end_ns = clock()
-    first_ns = first_ns or end_ns
-    final = _chunk(kind, model, "")
-    final.update(done=True, done_reason=done_reason(finish))
-    if kind == "generate":
-        final["context"] = []
-    prompt_tokens, completion_tokens = usage_counts(usage)
-    final["total_duration"] = max(end_ns - started_ns, 1)
-    final["load_duration"] = 0
-    if prompt_tokens is not None:
-        final["prompt_eval_count"] = prompt_tokens
-    final["prompt_eval_duration"] = max(first_ns - started_ns, 1)
-    if completion_tokens is not None:
-        final["eval_count"] = completion_tokens
-    final["eval_duration"] = max(end_ns - first_ns, 1)
-    yield final
+
+
+async def ollama_lines(
+    batches: AsyncIterable[list[dict[str, Any]]],
+    *,
+    kind: Kind,
+    model: str,
+    started_ns: int,
+    clock: Callable[[], int] = time.perf_counter_ns,
+) -> AsyncIterator[bytes]:
+    """NDJSON for upstream chunk batches (see `openai_chunk_batches`): one write per batch.
+
+    The streamed route's hot path: chunks, pieces and native chunks are read in one loop
+    rather than through one async stage each. The batches are closed however it ends.
+    """
+    encoder = OllamaEncoder(kind, model, started_ns, clock)
+    numbering = ToolCallNumbering()
+    dumps = wire.dumps
+    try:
+        async for batch in batches:
+            lines = []
+            for upstream_chunk in batch:
+                chunk = encoder.feed(piece_from_chunk(upstream_chunk, numbering))
+                if chunk is not None:
+                    lines.append(dumps(chunk))
+            if lines:
+                lines.append(b"")
+                yield b"\n".join(lines)
+    finally:
+        aclose = getattr(batches, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    yield b"".join([wire.ndjson_line(chunk) for chunk in encoder.finish()])
 
 
 async def collect(chunks: AsyncIterable[dict[str, Any]], kind: Kind) -> dict[str, Any]:
-    """One non-streamed answer from a chunk stream: texts and tool calls joined, metrics from the end."""
+    """One non-streamed answer from a chunk stream: texts, tool calls and logprobs joined, the rest
+    (done_reason, metrics) from the final chunk."""
     content: list[str] = []
     thinking: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     logprobs: list[Any] = []
     final: dict[str, Any] = {}
+    text_key = "content" if kind == "chat" else "response"
     async for chunk in chunks:
         part = chunk["message"] if kind == "chat" else chunk
-        content.append(part.get("content", "") if kind == "chat" else part.get("response", ""))
+        content.append(part.get(text_key, ""))
         thinking.append(part.get("thinking", ""))
         tool_calls.extend(part.get("tool_calls", ()))
         logprobs.extend(chunk.get("logprobs", ()))
@@ -125,16 +222,25 @@ async def collect(chunks: AsyncIterable[dict[str, Any]], kind: Kind) -> dict[str
         answer["response"] = text
         if reasoning:
             answer["thinking"] = reasoning
+        if tool_calls:
+            answer["tool_calls"] = tool_calls
     if logprobs:
         answer["logprobs"] = logprobs
     return answer
 
 
-def embed_answer(model: str, response: dict[str, Any], started_ns: int, now_ns: int) -> dict[str, Any]:
-    data = sorted(response.get("data") or [], key=lambda item: item.get("index", 0))
+def embed_answer(model: str, response: Any, *, count: int, host: str, started_ns: int, now_ns: int) -> dict[str, Any]:
+    """/api/embed's answer from an OpenAI /embeddings answer: one vector per input, in input order."""
+    data = response.get("data") if isinstance(response, dict) else None
+    if not isinstance(data, list) or len(data) != count:
+        got = len(data) if isinstance(data, list) else "no"
+        raise UpstreamError(f"upstream {host} returned {got} embeddings for {count} inputs")
+    if not all(isinstance(item, dict) and isinstance(item.get("embedding"), list) for item in data):
+        raise UpstreamError(f"upstream {host} returned embeddings that are not lists of numbers")
+    data = sorted(data, key=lambda item: item.get("index", 0))
     answer: dict[str, Any] = {
         "model": model,
-        "embeddings": [item.get("embedding", []) for item in data],
+        "embeddings": [item["embedding"] for item in data],
         "total_duration": max(now_ns - started_ns, 1),
         "load_duration": 0,
     }

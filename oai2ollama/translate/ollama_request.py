@@ -1,4 +1,8 @@
-"""Ollama native requests (/api/chat, /api/generate, /api/embed) → OpenAI upstream requests."""
+"""Ollama native requests (/api/chat, /api/generate, /api/embed) → OpenAI upstream requests.
+
+Every invalid field is a `BadRequest` naming that field. Fields with no OpenAI meaning
+(`keep_alive`, `truncate`, `shift`, load-time options such as `num_ctx`) are dropped.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +33,8 @@ _EXTRA_OPTIONS = {
     "typical_p": ("typical_p",),
     "repeat_penalty": ("repeat_penalty", "repetition_penalty"),
 }
+# Natively these mean "random" (seed -1) and "no limit" (num_predict -1, -2): the upstream's default.
+_UNSET_BELOW = {"seed": 0, "num_predict": 1}
 
 _IMAGE_MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -39,6 +45,7 @@ _IMAGE_MAGIC = (
 
 
 def sniff_image_type(data: bytes) -> str:
+    """The MIME type of image bytes by their magic number; JPEG when unknown, as Ollama assumes."""
     for magic, mime in _IMAGE_MAGIC:
         if data.startswith(magic):
             return mime
@@ -49,16 +56,22 @@ def sniff_image_type(data: bytes) -> str:
 
 def image_url(image: Any, where: str) -> str:
     """A native image (raw base64, or a data URL from a lenient client) as a data URL."""
-    if not isinstance(image, str):
-        raise BadRequest(f"{where}: images must be base64 strings")
+    if not isinstance(image, str) or not image:
+        raise BadRequest(f"{where} must be a base64 string")
     if image.startswith("data:"):
         return image
+    image += "=" * (-len(image) % 4)  # tolerate stripped padding
     try:
-        head = base64.b64decode(image[:64], validate=True) if image else b""
-        base64.b64decode(image, validate=True)
+        head = base64.b64decode(image, validate=True)[:12]
     except (binascii.Error, ValueError):
-        raise BadRequest(f"{where}: image is not valid base64") from None
+        raise BadRequest(f"{where} is not valid base64") from None
     return f"data:{sniff_image_type(head)};base64,{image}"
+
+
+def _number(value: Any, where: str, *, integer: bool = False) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
+        raise BadRequest(f"{where} must be {'an integer' if integer else 'a number'}")
+    return value
 
 
 def _options(options: Any, body: dict[str, Any]) -> None:
@@ -69,18 +82,20 @@ def _options(options: Any, body: dict[str, Any]) -> None:
     for name, target in _DIRECT_OPTIONS.items():
         value = options.get(name)
         if value is not None:
-            if name == "num_predict" and isinstance(value, int) and value < 0:
-                continue  # -1 and -2 mean "no limit" natively; the upstream's default is the same
-            body[target] = value
+            value = _number(value, f"options.{name}", integer=name in _UNSET_BELOW)
+            floor = _UNSET_BELOW.get(name)
+            if floor is None or value >= floor:
+                body[target] = value
     for name, targets in _EXTRA_OPTIONS.items():
         value = options.get(name)
         if value is not None:
+            value = _number(value, f"options.{name}")
             for target in targets:
                 body[target] = value
     stop = options.get("stop")
     if stop is not None:
         if isinstance(stop, str):
-            stop = [stop]
+            stop = [stop]  # real Ollama wants a list; lenient clients send one string
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
             raise BadRequest("options.stop must be a list of strings")
         if stop:
@@ -95,12 +110,14 @@ def _format(value: Any, body: dict[str, Any]) -> None:
     elif isinstance(value, dict):
         body["response_format"] = {"type": "json_schema", "json_schema": {"name": "schema", "schema": value}}
     else:
-        raise BadRequest(f'invalid format: {value!r}; expected "json" or a JSON Schema object')
+        raise BadRequest(f'invalid format: {wire.dumps(value).decode()}; expected "json" or a JSON Schema object')
 
 
 def _think(value: Any, body: dict[str, Any], capabilities: frozenset[str]) -> None:
     if value is None:
         return
+    if value in ("true", "false"):
+        value = value == "true"
     if value is False:
         # Zed sends `think: false` to every model; only models that reason are told to stop.
         if "thinking" in capabilities:
@@ -111,35 +128,51 @@ def _think(value: Any, body: dict[str, Any], capabilities: frozenset[str]) -> No
     elif isinstance(value, str) and value in THINK_LEVELS:
         body["reasoning_effort"] = "high" if value == "max" else value
     else:
-        raise BadRequest(f'invalid think value: {value!r} (must be "true", "false", "low", "medium", "high", "max")')
+        shown = wire.dumps(value).decode()
+        raise BadRequest(f'invalid think value: {shown} (must be true, false, "low", "medium", "high" or "max")')
 
 
-def _common(req: dict[str, Any], body: dict[str, Any], capabilities: frozenset[str]) -> None:
+def _logprobs(req: dict[str, Any], body: dict[str, Any], *, legacy: bool) -> None:
+    top = req.get("top_logprobs")
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= 20):
+        raise BadRequest("top_logprobs must be between 0 and 20")
+    if not req.get("logprobs"):
+        return
+    if legacy:
+        body["logprobs"] = top or 1  # /completions takes the number of alternatives, not a flag
+        return
+    body["logprobs"] = True
+    if top:
+        body["top_logprobs"] = top
+
+
+def _common(req: dict[str, Any], body: dict[str, Any], capabilities: frozenset[str], *, legacy: bool = False) -> None:
     _options(req.get("options"), body)
     # Open WebUI sends num_predict at the top level as well.
-    if isinstance(req.get("num_predict"), int) and req["num_predict"] > 0 and "max_tokens" not in body:
-        body["max_tokens"] = req["num_predict"]
+    top_level = req.get("num_predict")
+    if isinstance(top_level, int) and not isinstance(top_level, bool) and top_level > 0 and "max_tokens" not in body:
+        body["max_tokens"] = top_level
     _format(req.get("format"), body)
-    _think(req.get("think"), body, capabilities)
-    if req.get("logprobs"):
-        body["logprobs"] = True
-        top = req.get("top_logprobs")
-        if top is not None:
-            if not isinstance(top, int) or not 0 <= top <= 20:
-                raise BadRequest("top_logprobs must be between 0 and 20")
-            if top:
-                body["top_logprobs"] = top
+    if legacy:
+        _think(req.get("think"), {}, capabilities)  # validated, but /completions has no such knob
+    else:
+        _think(req.get("think"), body, capabilities)
+    _logprobs(req, body, legacy=legacy)
     body["stream"] = True
     body["stream_options"] = {"include_usage": True}
 
 
 def _user_content(text: str, images: Any, where: str) -> Any:
+    """Text alone, or text and image parts; `where` names the images field in errors."""
     if not images:
         return text
     if not isinstance(images, list):
-        raise BadRequest(f"{where}.images must be a list of base64 strings")
+        raise BadRequest(f"{where} must be a list of base64 strings")
     parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
-    parts += [{"type": "image_url", "image_url": {"url": image_url(img, where)}} for img in images]
+    parts += [
+        {"type": "image_url", "image_url": {"url": image_url(image, f"{where}[{position}]")}}
+        for position, image in enumerate(images)
+    ]
     return parts
 
 
@@ -150,11 +183,15 @@ def _tool_calls(calls: Any, turn: int, where: str) -> list[dict[str, Any]]:
     for position, call in enumerate(calls):
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise BadRequest(f"{where}.tool_calls[{position}] needs function.name")
-        arguments = function.get("arguments", {})
+            raise BadRequest(f"{where}.tool_calls[{position}].function.name must be a string")
+        arguments = function.get("arguments")
+        if arguments is None:
+            arguments = {}
         if not isinstance(arguments, str):
             arguments = wire.dumps(arguments).decode()
-        call_id = call.get("id") or stable_call_id(turn, position, function["name"])
+        call_id = call.get("id")
+        if not isinstance(call_id, str) or not call_id:
+            call_id = stable_call_id(turn, position, function["name"])
         converted.append(
             {"id": call_id, "type": "function", "function": {"name": function["name"], "arguments": arguments}}
         )
@@ -164,8 +201,9 @@ def _tool_calls(calls: Any, turn: int, where: str) -> list[dict[str, Any]]:
 def chat_messages(messages: Any) -> list[dict[str, Any]]:
     """Native messages → OpenAI messages.
 
-    Tool results are paired with their call by `tool_call_id`, else by `tool_name`, else by
-    order, because Continue and Home Assistant send neither and OpenAI requires the id.
+    Assistant `thinking` goes back as `reasoning_content`. Tool results are paired with their
+    call by `tool_call_id`, else by `tool_name`, else by order, because ollama-python and Zed send
+    only the name, Continue and Home Assistant neither, and OpenAI requires the id.
     """
     if not isinstance(messages, list):
         raise BadRequest("messages must be a list")
@@ -176,7 +214,7 @@ def chat_messages(messages: Any) -> list[dict[str, Any]]:
         if not isinstance(message, dict):
             raise BadRequest(f"{where} must be an object")
         role = message.get("role")
-        if not isinstance(role, str):
+        if not isinstance(role, str) or not role:
             raise BadRequest(f"{where}.role must be a string")
         role = role.lower()
         content = message.get("content")
@@ -187,17 +225,22 @@ def chat_messages(messages: Any) -> list[dict[str, Any]]:
         out: dict[str, Any] = {"role": role}
         if role == "assistant":
             out["content"] = content
-            if message.get("thinking"):
-                out["reasoning_content"] = message["thinking"]
+            thinking = message.get("thinking")
+            if thinking and isinstance(thinking, str):
+                out["reasoning_content"] = thinking
             if message.get("tool_calls"):
                 out["tool_calls"] = _tool_calls(message["tool_calls"], turn, where)
                 pending = [(c["id"], c["function"]["name"]) for c in out["tool_calls"]]
+                if not content:
+                    out["content"] = None  # what OpenAI itself sends beside tool calls
         elif role == "tool":
             out["content"] = content
             out["tool_call_id"] = _pair_tool_result(message, pending, turn)
         else:
             out["content"] = (
-                content if isinstance(content, list) else _user_content(content, message.get("images"), where)
+                content
+                if isinstance(content, list)
+                else _user_content(content, message.get("images"), f"{where}.images")
             )
         converted.append(out)
     return converted
@@ -205,24 +248,32 @@ def chat_messages(messages: Any) -> list[dict[str, Any]]:
 
 def _pair_tool_result(message: dict[str, Any], pending: list[tuple[str, str]], turn: int) -> str:
     call_id = message.get("tool_call_id")
+    call_id = call_id if isinstance(call_id, str) else ""
     name = message.get("tool_name") or message.get("name")
     for position, (pending_id, pending_name) in enumerate(pending):
         if (call_id and pending_id == call_id) or (not call_id and (not name or pending_name == name)):
             del pending[position]
             return pending_id
-    if isinstance(call_id, str) and call_id:
+    if call_id:
         return call_id
     if pending:
         return pending.pop(0)[0]
     return stable_call_id(turn, 0, name or "tool")
 
 
+def _tools(tools: Any) -> list[dict[str, Any]] | None:
+    """Native tools have OpenAI's shape; an empty list (ollama-python sends one) is dropped."""
+    if tools is None or tools == []:
+        return None
+    if not isinstance(tools, list) or not all(isinstance(tool, dict) for tool in tools):
+        raise BadRequest("tools must be a list of objects")
+    return [tool if "type" in tool else {"type": "function", **tool} for tool in tools]
+
+
 def chat_request(req: dict[str, Any], *, upstream_model: str, capabilities: frozenset[str]) -> dict[str, Any]:
     body: dict[str, Any] = {"model": upstream_model, "messages": chat_messages(req.get("messages"))}
-    tools = req.get("tools")
+    tools = _tools(req.get("tools"))
     if tools:
-        if not isinstance(tools, list):
-            raise BadRequest("tools must be a list")
         body["tools"] = tools
     _common(req, body, capabilities)
     return body
@@ -234,14 +285,21 @@ def uses_completions(req: dict[str, Any]) -> bool:
 
 
 def generate_request(req: dict[str, Any], *, upstream_model: str, capabilities: frozenset[str]) -> dict[str, Any]:
-    prompt = req.get("prompt") or ""
+    """A prompt (with `system` and `images`) becomes a one-turn chat; `suffix` or `raw` a /completions body."""
+    prompt = req.get("prompt")
+    if prompt is None:
+        prompt = ""
     if not isinstance(prompt, str):
         raise BadRequest("prompt must be a string")
     body: dict[str, Any] = {"model": upstream_model}
-    if uses_completions(req):
+    legacy = uses_completions(req)
+    if legacy:
+        suffix = req.get("suffix")
+        if suffix is not None and not isinstance(suffix, str):
+            raise BadRequest("suffix must be a string")
         body["prompt"] = prompt
-        if req.get("suffix"):
-            body["suffix"] = req["suffix"]
+        if suffix:
+            body["suffix"] = suffix
     else:
         messages: list[dict[str, Any]] = []
         system = req.get("system")
@@ -249,13 +307,14 @@ def generate_request(req: dict[str, Any], *, upstream_model: str, capabilities: 
             if not isinstance(system, str):
                 raise BadRequest("system must be a string")
             messages.append({"role": "system", "content": system})
-        messages.append({"role": "user", "content": _user_content(prompt, req.get("images"), "request")})
+        messages.append({"role": "user", "content": _user_content(prompt, req.get("images"), "images")})
         body["messages"] = messages
-    _common(req, body, capabilities)
+    _common(req, body, capabilities, legacy=legacy)
     return body
 
 
 def embed_inputs(req: dict[str, Any], field: str) -> list[str]:
+    """`input` (a string or a list of strings) as a list; empty means nothing to embed."""
     value = req.get(field)
     if value is None or value == "":
         return []
@@ -269,7 +328,7 @@ def embed_inputs(req: dict[str, Any], field: str) -> list[str]:
 def embed_request(inputs: list[str], *, upstream_model: str, dimensions: Any = None) -> dict[str, Any]:
     body: dict[str, Any] = {"model": upstream_model, "input": inputs, "encoding_format": "float"}
     if dimensions is not None:
-        if not isinstance(dimensions, int) or dimensions <= 0:
+        if isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions <= 0:
             raise BadRequest("dimensions must be a positive integer")
         body["dimensions"] = dimensions
     return body

@@ -25,7 +25,8 @@ def _clean_message(message: dict[str, Any]) -> None:
 
 def _clean_tool(tool: dict[str, Any]) -> None:
     function = tool.get("function")
-    if isinstance(function, dict) and "parameters" not in function:
+    # Copilot omits the schema of argument-less tools; strict upstreams reject a function without one.
+    if isinstance(function, dict) and function.get("parameters") is None:
         function["parameters"] = dict(EMPTY_SCHEMA)
 
 
@@ -38,9 +39,11 @@ def upstream_request(req: dict[str, Any], *, upstream_model: str) -> dict[str, A
             if isinstance(message, dict):
                 _clean_message(message)
     tools = req.get("tools")
-    if isinstance(tools, list):
-        if not tools:
-            del req["tools"]
+    if isinstance(tools, list) and not tools:
+        # An empty list is rejected by several upstreams, and a tool_choice without tools too.
+        del req["tools"]
+        req.pop("tool_choice", None)
+    elif isinstance(tools, list):
         for tool in tools:
             if isinstance(tool, dict):
                 _clean_tool(tool)

@@ -1,4 +1,9 @@
-"""Byte-stream stages: upstream body bytes → lines → SSE payloads → OpenAI chunk dicts."""
+"""Byte-stream stages: upstream body bytes → lines → SSE payloads → OpenAI chunk dicts.
+
+Each stage has a synchronous core fed one network read at a time (`LineSplitter`, `EventReader`)
+and an async wrapper (`split_lines`, `sse_payloads`). `openai_chunks` drives both cores inside one
+generator: every extra async stage would cost a suspension per chunk on the hot path.
+"""
 
 from __future__ import annotations
 
@@ -8,74 +13,210 @@ from typing import Any
 from .. import wire
 from ..errors import UpstreamError, message_from_body
 
+DONE = b"[DONE]"
+# While nothing parseable has arrived, the body is kept (up to this size) to explain what it was.
+_SNIFF_LIMIT = 1 << 20
 
-async def split_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+
+class LineSplitter:
     """Lines ended by LF or CRLF only.
 
     `str.splitlines` (and httpx's `aiter_lines`) also break on U+2028 and U+0085, which
     upstreams emit raw inside JSON strings; splitting bytes on LF keeps such tokens whole.
     """
-    pending = b""
-    async for chunk in chunks:
-        if pending:
-            chunk = pending + chunk
+
+    __slots__ = ("_parts",)
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []  # the unfinished line, kept in pieces to avoid quadratic joins
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if b"\n" not in chunk:
+            if chunk:
+                self._parts.append(chunk)
+            return []
+        if self._parts:
+            self._parts.append(chunk)
+            chunk = b"".join(self._parts)
+            self._parts.clear()
         lines = chunk.split(b"\n")
-        pending = lines.pop()
+        rest = lines.pop()
+        if rest:
+            self._parts.append(rest)
+        if b"\r" in chunk:
+            return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+        return lines
+
+    def close(self) -> list[bytes]:
+        """The last line, when the body did not end with a line break."""
+        if not self._parts:
+            return []
+        line = b"".join(self._parts)
+        self._parts.clear()
+        return [line[:-1] if line.endswith(b"\r") else line]
+
+
+class EventReader:
+    """The `data` of each server-sent event; comments (`: keep-alive`) and other fields are skipped.
+
+    Multi-line data is joined with LF, as the SSE spec says. `done` turns true at `[DONE]`,
+    after which nothing more is read.
+    """
+
+    __slots__ = ("_data", "done")
+
+    def __init__(self) -> None:
+        self._data: list[bytes] = []
+        self.done = False
+
+    def feed(self, lines: list[bytes]) -> list[bytes]:
+        payloads: list[bytes] = []
+        data = self._data
         for line in lines:
-            yield line[:-1] if line.endswith(b"\r") else line
-    if pending:
-        yield pending[:-1] if pending.endswith(b"\r") else pending
+            if line.startswith(b"data:"):
+                data.append(line[6:] if line.startswith(b"data: ") else line[5:])
+            elif not line and data:
+                payload = data[0] if len(data) == 1 else b"\n".join(data)
+                data.clear()
+                if payload.startswith(b"[") and payload.strip() == DONE:
+                    self.done = True
+                    return payloads
+                payloads.append(payload)
+        return payloads
+
+    def close(self) -> list[bytes]:
+        """An event the body ended in without its closing blank line."""
+        return [] if self.done else self.feed([b""])
+
+
+async def split_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    splitter = LineSplitter()
+    async for chunk in chunks:
+        for line in splitter.feed(chunk):
+            yield line
+    for line in splitter.close():
+        yield line
 
 
 async def sse_payloads(lines: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    """The `data` of each server-sent event, until `[DONE]`; comments and other fields are skipped."""
-    data: list[bytes] = []
+    """Event payloads until `[DONE]` or the end of the lines."""
+    reader = EventReader()
     async for line in lines:
-        if line.startswith(b"data:"):
-            value = line[5:]
-            data.append(value[1:] if value.startswith(b" ") else value)
-        elif not line and data:
-            payload = b"\n".join(data)
-            data.clear()
-            if payload == b"[DONE]":
-                return
+        for payload in reader.feed([line]):
             yield payload
-    if data:
-        payload = b"\n".join(data)
-        if payload != b"[DONE]":
-            yield payload
+        if reader.done:
+            return
+    for payload in reader.close():
+        yield payload
+
+
+def _preview(body: bytes, limit: int = 120) -> str:
+    text = body[:limit].decode("utf-8", "replace").strip()
+    return text + ("…" if len(body) > limit else "")
 
 
 def decode_chunk(payload: bytes, host: str) -> dict[str, Any]:
-    """One OpenAI stream chunk; an `error` object inside the stream becomes an `UpstreamError`."""
+    """One OpenAI stream chunk; an `error` object inside the stream becomes an `UpstreamError`.
+
+    The error may come alone or, as OpenRouter sends it mid-stream, beside `choices` with
+    `finish_reason: "error"`.
+    """
     try:
         chunk = wire.loads(payload)
     except wire.InvalidJSON:
-        preview = payload[:120].decode("utf-8", "replace")
-        raise UpstreamError(f"upstream {host} sent a malformed stream chunk: {preview}") from None
+        raise UpstreamError(f"upstream {host} sent a malformed stream chunk: {_preview(payload)}") from None
     if not isinstance(chunk, dict):
-        raise UpstreamError(f"upstream {host} sent a stream chunk that is not an object")
-    if "error" in chunk and not chunk.get("choices"):
+        raise UpstreamError(f"upstream {host} sent a stream chunk that is not an object: {_preview(payload)}")
+    if chunk.get("error"):
         error = chunk["error"]
-        status = error.get("code") if isinstance(error, dict) else None
-        message = message_from_body(502, payload)
-        raise UpstreamError(message, status=status if isinstance(status, int) and status >= 400 else 502)
+        code = error.get("code") if isinstance(error, dict) else None
+        if isinstance(code, str) and code.isdigit():
+            code = int(code)
+        status = code if isinstance(code, int) and 400 <= code <= 599 else 502
+        raise UpstreamError(message_from_body(status, payload), status=status)
     return chunk
 
 
-async def openai_chunks(body: AsyncIterable[bytes], *, content_type: str, host: str) -> AsyncIterator[dict[str, Any]]:
-    """Chunk dicts from an upstream answer to a streamed request.
+async def openai_chunk_batches(
+    body: AsyncIterable[bytes], *, content_type: str, host: str
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The chunk dicts of an upstream answer to a streamed request, one non-empty list per read.
 
-    An upstream that ignored `stream: true` and answered with one JSON document is accepted:
-    that document is yielded as the only chunk.
+    Encoders that write a batch as one piece turn a network read into one write: a socket
+    write per event would cost more than all the translation. A malformed event ends the
+    stream with an `UpstreamError`, after the good events before it. An upstream that ignored
+    `stream: true` and answered with one JSON document is accepted: that document is the only
+    chunk, whatever its content type claimed. The body is closed however the iteration ends.
     """
-    if "json" in content_type and "event-stream" not in content_type:
-        payload = b"".join([chunk async for chunk in body])
-        yield decode_chunk(payload, host)
-        return
-    seen = False
-    async for payload in sse_payloads(split_lines(body)):
-        seen = True
-        yield decode_chunk(payload, host)
-    if not seen:
-        raise UpstreamError(f"upstream {host} ended the stream without sending anything")
+    try:
+        if "json" in content_type and "event-stream" not in content_type:
+            document = b"".join([chunk async for chunk in body])
+            if not document.lstrip().startswith((b"data:", b":")):
+                yield [decode_chunk(document, host)]
+                return
+            body = _replay(document)
+        splitter, reader = LineSplitter(), EventReader()
+        sniffed: list[bytes] | None = []  # the body so far, until a first event arrives
+        sniffed_size = 0
+        async for chunk in body:
+            if sniffed is not None and sniffed_size < _SNIFF_LIMIT:
+                sniffed.append(chunk)
+                sniffed_size += len(chunk)
+            payloads = reader.feed(splitter.feed(chunk))
+            if payloads:
+                sniffed = None
+                batch, error = _decode_all(payloads, host)
+                if batch:
+                    yield batch
+                if error is not None:
+                    raise error
+            if reader.done:
+                return
+        payloads = reader.feed(splitter.close()) + reader.close()
+        if payloads:
+            batch, error = _decode_all(payloads, host)
+            if batch:
+                yield batch
+            if error is not None:
+                raise error
+        elif sniffed is not None and not reader.done:
+            document = b"".join(sniffed)
+            if not document.lstrip().startswith(b"{"):
+                raise _not_a_stream(document, host)
+            yield [decode_chunk(document, host)]  # an error object raises here
+    finally:
+        aclose = getattr(body, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _decode_all(payloads: list[bytes], host: str) -> tuple[list[dict[str, Any]], UpstreamError | None]:
+    """The chunks before the first bad payload, and the error it caused."""
+    batch: list[dict[str, Any]] = []
+    for payload in payloads:
+        try:
+            batch.append(decode_chunk(payload, host))
+        except UpstreamError as exc:
+            return batch, exc
+    return batch, None
+
+
+async def openai_chunks(body: AsyncIterable[bytes], *, content_type: str, host: str) -> AsyncIterator[dict[str, Any]]:
+    """The same chunk dicts one at a time."""
+    batches = openai_chunk_batches(body, content_type=content_type, host=host)
+    try:
+        async for batch in batches:
+            for chunk in batch:
+                yield chunk
+    finally:
+        await batches.aclose()
+
+
+async def _replay(document: bytes) -> AsyncIterator[bytes]:
+    yield document
+
+
+def _not_a_stream(body: bytes, host: str) -> UpstreamError:
+    if all(not line.strip() or line.startswith(b":") for line in body.split(b"\n")):  # nothing but keep-alives
+        return UpstreamError(f"upstream {host} ended the stream without sending anything")
+    return UpstreamError(f"upstream {host} sent a body that is not an event stream: {_preview(body)}")

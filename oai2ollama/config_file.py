@@ -1,0 +1,342 @@
+"""The optional TOML configuration file (`--config PATH`): upstreams and per-model settings.
+
+`load` reads the file once at start-up into frozen, validated structures. Anything wrong in it
+(unreadable file, invalid TOML, unknown key, wrong type, duplicate name or alias, unset key
+variable) raises `ConfigError` naming the file, the key and the problem, so the server refuses
+to start rather than serve something the user did not ask for.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fnmatch import translate
+from pathlib import Path
+from typing import Any
+
+from .translate.models import ALL_CAPABILITIES, ModelSettings, ollama_name
+from .translate.overrides import option_problem
+
+DEFAULT_CAPABILITIES = ("tools", "insert", "vision", "thinking")
+
+
+class ConfigError(ValueError):
+    """A problem in the configuration file; the message is meant for the user as is."""
+
+
+def parse_size(value: int | str) -> int:
+    """A context length: 8192, "8192", "128k" (128000) or "1m"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    parsed = re.fullmatch(r"\s*(\d+)\s*([kKmM]?)\s*", value) if isinstance(value, str) else None
+    if not parsed:
+        raise ValueError(f"invalid context length {value!r} (use e.g. 8192, 128k or 1m)")
+    factor = {"": 1, "k": 1000, "m": 1000_000}[parsed.group(2).lower()]
+    return int(parsed.group(1)) * factor
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(char in pattern for char in "*?[")
+
+
+@dataclass(frozen=True)
+class Globs:
+    """Case-insensitive shell-style patterns matched against model ids, with or without `:latest`."""
+
+    patterns: tuple[str, ...] = ()
+    _compiled: tuple[re.Pattern[str], ...] = field(default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        compiled = tuple(re.compile(translate(p.lower())) for p in self.patterns)
+        object.__setattr__(self, "_compiled", compiled)
+
+    def match(self, model_id: str) -> bool:
+        key = model_id.lower()
+        tagged = ollama_name(key)
+        return any(rx.match(key) or rx.match(tagged) for rx in self._compiled)
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    """One `[[upstreams]]` table."""
+
+    name: str
+    base_url: str
+    api_key: str | None = field(default=None, repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    include: Globs = field(default_factory=Globs)
+    exclude: Globs = field(default_factory=Globs)
+    prefix: str = ""
+
+    def lists(self, upstream_id: str) -> bool:
+        """Whether the upstream's model `upstream_id` passes the `models` include/exclude globs."""
+        if self.include.patterns and not self.include.match(upstream_id):
+            return False
+        return not self.exclude.match(upstream_id)
+
+
+@dataclass(frozen=True)
+class ModelRule:
+    """One `[models."<id or glob>"]` table; None means the key was not given."""
+
+    pattern: str
+    alias: str | None = None
+    capabilities: tuple[str, ...] | None = None
+    context_length: int | None = None
+    hidden: bool | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    _glob: Globs | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_glob", Globs((self.pattern,)) if self.is_glob else None)
+
+    @property
+    def is_glob(self) -> bool:
+        return _is_glob(self.pattern)
+
+    def matches(self, model_id: str) -> bool:
+        if self._glob is not None:
+            return self._glob.match(model_id)
+        return ollama_name(self.pattern.lower()) == ollama_name(model_id.lower())
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """`[defaults]`: what a model gets when neither its metadata nor a rule says otherwise."""
+
+    context_length: int | None = None
+    capabilities: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    path: Path
+    upstreams: tuple[UpstreamConfig, ...] = ()
+    models: tuple[ModelRule, ...] = ()
+    defaults: Defaults = field(default_factory=Defaults)
+
+
+def settings_for(model_id: str, rules: Sequence[ModelRule]) -> ModelSettings | None:
+    """The merged settings of every rule matching `model_id` (the id clients see, prefix included).
+
+    Globs apply in file order, then the exact rule; a later rule overrides the keys it sets, and
+    options merge key by key, so `[models."*"]` can hold defaults that a model's own table refines.
+    """
+    matching = [r for r in rules if r.is_glob and r.matches(model_id)]
+    matching += [r for r in rules if not r.is_glob and r.matches(model_id)]
+    if not matching:
+        return None
+    alias = capabilities = context_length = None
+    hidden = False
+    options: dict[str, Any] = {}
+    for rule in matching:
+        alias = rule.alias or alias
+        capabilities = rule.capabilities if rule.capabilities is not None else capabilities
+        context_length = rule.context_length or context_length
+        hidden = rule.hidden if rule.hidden is not None else hidden
+        options.update(rule.options)
+    return ModelSettings(
+        alias=alias, capabilities=capabilities, context_length=context_length, hidden=hidden, options=options
+    )
+
+
+def load(path: Path | str, environ: Mapping[str, str] | None = None) -> ConfigFile:
+    """Read and validate the file; `environ` (default: the process environment) serves `api_key_env`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the configuration file is not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return parse(data, path=path, environ=os.environ if environ is None else environ)
+
+
+def parse(data: Mapping[str, Any], *, path: Path, environ: Mapping[str, str]) -> ConfigFile:
+    reader = _Reader(path)
+    reader.keys(data, "", ("upstreams", "models", "defaults"))
+    upstreams = reader.upstreams(data.get("upstreams", []), environ)
+    models = reader.models(data.get("models", {}))
+    defaults = reader.defaults(data.get("defaults", {}))
+    return ConfigFile(path=path, upstreams=upstreams, models=models, defaults=defaults)
+
+
+class _Reader:
+    """Validation with messages that say where: `<file>: [models."x"] alias: <problem>`."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, where: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {where}: {problem}" if where else f"{self.path}: {problem}")
+
+    def keys(self, table: Mapping[str, Any], where: str, allowed: Iterable[str]) -> None:
+        allowed = tuple(allowed)
+        for key in table:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f" (expected one of: {', '.join(allowed)})"
+                raise self.fail(_join(where, key), f"unknown key{hint}")
+
+    def table(self, value: Any, where: str) -> Mapping[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where, f"must be a table, not {_kind(value)}")
+        return value
+
+    def string(self, value: Any, where: str, *, empty: bool = False) -> str:
+        if not isinstance(value, str):
+            raise self.fail(where, f"must be a string, not {_kind(value)}")
+        if not empty and not value.strip():
+            raise self.fail(where, "must not be empty")
+        return value
+
+    def strings(self, value: Any, where: str) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise self.fail(where, f"must be a list of strings, not {_kind(value)}")
+        return tuple(self.string(item, f"{where}[{i}]") for i, item in enumerate(value))
+
+    def capabilities(self, value: Any, where: str, allowed: Sequence[str]) -> tuple[str, ...]:
+        names = self.strings(value, where)
+        for name in names:
+            if name not in allowed:
+                raise self.fail(where, f"unknown capability {name!r} (use: {', '.join(allowed)})")
+        return names
+
+    def size(self, value: Any, where: str) -> int:
+        try:
+            size = parse_size(value)
+        except ValueError as exc:
+            raise self.fail(where, str(exc)) from None
+        if size <= 0:
+            raise self.fail(where, "must be positive")
+        return size
+
+    def upstreams(self, value: Any, environ: Mapping[str, str]) -> tuple[UpstreamConfig, ...]:
+        if not isinstance(value, list):
+            raise self.fail("upstreams", "must be an array of tables: write [[upstreams]]")
+        found: list[UpstreamConfig] = []
+        for number, item in enumerate(value, 1):
+            upstream = self.upstream(self.table(item, f"[[upstreams]] #{number}"), f"[[upstreams]] #{number}", environ)
+            if any(other.name == upstream.name for other in found):
+                raise self.fail(
+                    f"[[upstreams]] #{number} name", f"{upstream.name!r} is already used by another upstream"
+                )
+            found.append(upstream)
+        return tuple(found)
+
+    def upstream(self, table: Mapping[str, Any], where: str, environ: Mapping[str, str]) -> UpstreamConfig:
+        allowed = ("name", "base_url", "api_key", "api_key_env", "headers", "models", "prefix")
+        self.keys(table, where, allowed)
+        if "base_url" not in table:
+            raise self.fail(_join(where, "base_url"), "is required")
+        base_url = self.string(table["base_url"], _join(where, "base_url")).rstrip("/")
+        if not re.match(r"^https?://[^/\s]+", base_url):
+            raise self.fail(_join(where, "base_url"), f"must be an http:// or https:// URL, got {base_url!r}")
+        default_name = re.sub(r"^https?://", "", base_url).split("/", 1)[0]
+        name = self.string(table.get("name", default_name), _join(where, "name"))
+        if "api_key" in table and "api_key_env" in table:
+            raise self.fail(_join(where, "api_key_env"), "give api_key or api_key_env, not both")
+        api_key = None
+        if "api_key" in table:
+            api_key = self.string(table["api_key"], _join(where, "api_key"), empty=True) or None
+        elif "api_key_env" in table:
+            variable = self.string(table["api_key_env"], _join(where, "api_key_env"))
+            api_key = environ.get(variable) or None
+            if api_key is None:
+                raise self.fail(_join(where, "api_key_env"), f"environment variable {variable} is not set")
+        headers = self.table(table.get("headers", {}), _join(where, "headers"))
+        for header, text in headers.items():
+            self.string(text, f"{_join(where, 'headers')}.{header}", empty=True)
+        include, exclude = self.model_filter(table.get("models", []), _join(where, "models"))
+        prefix = self.string(table.get("prefix", ""), _join(where, "prefix"), empty=True)
+        return UpstreamConfig(
+            name=name,
+            base_url=base_url,
+            api_key=api_key,
+            headers=dict(headers),
+            include=Globs(include),
+            exclude=Globs(exclude),
+            prefix=prefix,
+        )
+
+    def model_filter(self, value: Any, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        # `models = ["gpt-4o*"]` is the short form of `models = { include = ["gpt-4o*"] }`.
+        if isinstance(value, list):
+            return self.strings(value, where), ()
+        table = self.table(value, where)
+        self.keys(table, where, ("include", "exclude"))
+        include = self.strings(table.get("include", []), f"{where}.include")
+        return include, self.strings(table.get("exclude", []), f"{where}.exclude")
+
+    def models(self, value: Any) -> tuple[ModelRule, ...]:
+        rules: list[ModelRule] = []
+        aliases: dict[str, str] = {}
+        for pattern, item in self.table(value, "models").items():
+            where = f'[models."{pattern}"]'
+            if not pattern.strip():
+                raise self.fail("models", 'a model table needs an id or glob: [models."gpt-4o"]')
+            rule = self.model(pattern, self.table(item, where), where)
+            if rule.alias is not None:
+                key = ollama_name(rule.alias.lower())
+                if key in aliases:
+                    raise self.fail(f"{where} alias", f"{rule.alias!r} is already the alias of {aliases[key]!r}")
+                aliases[key] = pattern
+            rules.append(rule)
+        return tuple(rules)
+
+    def model(self, pattern: str, table: Mapping[str, Any], where: str) -> ModelRule:
+        self.keys(table, where, ("alias", "capabilities", "context_length", "hidden", "options"))
+        alias = None
+        if "alias" in table:
+            alias = self.string(table["alias"], f"{where} alias")
+            if re.search(r"\s", alias):
+                raise self.fail(f"{where} alias", f"must not contain spaces, got {alias!r}")
+            if _is_glob(pattern):
+                raise self.fail(f"{where} alias", "an alias names one model; use an exact id, not a glob")
+        capabilities = None
+        if "capabilities" in table:
+            capabilities = self.capabilities(table["capabilities"], f"{where} capabilities", ALL_CAPABILITIES)
+        context_length = None
+        if "context_length" in table:
+            context_length = self.size(table["context_length"], f"{where} context_length")
+        hidden = None
+        if "hidden" in table:
+            if not isinstance(table["hidden"], bool):
+                raise self.fail(f"{where} hidden", f"must be true or false, not {_kind(table['hidden'])}")
+            hidden = table["hidden"]
+        options = dict(self.table(table.get("options", {}), f"{where} options"))
+        if isinstance(options.get("stop"), str):
+            options["stop"] = [options["stop"]]
+        for name, option in options.items():
+            problem = option_problem(name, option)
+            if problem:
+                raise self.fail(f"{where} options.{name}", problem)
+        return ModelRule(pattern, alias, capabilities, context_length, hidden, options)
+
+    def defaults(self, value: Any) -> Defaults:
+        table = self.table(value, "[defaults]")
+        self.keys(table, "[defaults]", ("context_length", "capabilities"))
+        context_length = None
+        if "context_length" in table:
+            context_length = self.size(table["context_length"], "[defaults] context_length")
+        capabilities = None
+        if "capabilities" in table:
+            capabilities = self.capabilities(table["capabilities"], "[defaults] capabilities", DEFAULT_CAPABILITIES)
+        return Defaults(context_length=context_length, capabilities=capabilities)
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where} {key}" if where else key
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}
+    return names.get(type(value), type(value).__name__)

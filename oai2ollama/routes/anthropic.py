@@ -1,0 +1,62 @@
+"""Anthropic's Messages API (/v1/messages, /v1/messages/count_tokens), answered by the upstream's
+chat completions. `x-api-key` is forwarded like a bearer token when no upstream key is set;
+`anthropic-version` and `anthropic-beta` are accepted and not required."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from .. import wire
+from ..catalog import Catalog
+from ..errors import BadRequest, ProxyError, anthropic_body
+from ..http import SSE, StreamResponse, encode_stream, json_body, json_response, started
+from ..translate.answer import pieces
+from ..translate.anthropic_answer import collect_message, message_events
+from ..translate.anthropic_request import estimate_input_tokens, messages_request
+from ..translate.streams import openai_chunks
+from ..upstream import Upstreams
+
+router = APIRouter()
+
+
+def _frame(event: dict[str, Any]) -> bytes:
+    return wire.sse_frame(event, event=event["type"])
+
+
+def _error_frame(exc: ProxyError) -> bytes:
+    return wire.sse_frame(anthropic_body(exc.status, exc.message), event="error")
+
+
+@router.post("/v1/messages")
+async def messages(request: Request) -> Response:
+    req = await json_body(request)
+    catalog: Catalog = request.app.state.catalog
+    upstreams: Upstreams = request.app.state.upstreams
+    card = await catalog.resolve(req.get("model"))
+    request.state.model = req["model"]
+    body = messages_request(req, upstream_model=card.upstream_id)
+    estimate = estimate_input_tokens(req)
+    target = catalog.target(card)
+    response = await upstreams.send(target, "POST", "/chat/completions", body=body, client_headers=request.headers)
+    await response.raise_for_error()
+    catalog.touch(card)
+    upstream_chunks = openai_chunks(response.chunks(), content_type=response.content_type, host=target.host)
+    events = message_events(pieces(upstream_chunks), model=req["model"], input_tokens=estimate)
+    if req.get("stream") is not True:
+        return json_response(await collect_message(events))
+    first: AsyncIterator[dict[str, Any]] = await started(events)
+    return StreamResponse(encode_stream(first, _frame, _error_frame), media_type=SSE)
+
+
+@router.post("/v1/messages/count_tokens")
+async def count_tokens(request: Request) -> Response:
+    """An estimate that needs no upstream call; see `estimate_input_tokens` for how it is made."""
+    req = await json_body(request)
+    if not isinstance(req.get("model"), str) or not req["model"]:
+        raise BadRequest("model: Field required")
+    request.state.model = req["model"]
+    return json_response({"input_tokens": estimate_input_tokens(req)})

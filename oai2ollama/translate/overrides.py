@@ -1,0 +1,186 @@
+"""A model's configured `options`, applied beneath what each request says.
+
+Precedence is the same on every route: what the request says > the model's overrides > the
+upstream's defaults. Overrides use Ollama's option names (`temperature`, `num_predict`, `stop`,
+`think`, …); on the OpenAI-shaped routes they are mapped to OpenAI's fields, and only fields the
+request left unset are filled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+THINK_LEVELS = ("low", "medium", "high", "max")
+
+# Every option an override may set, with the JSON types it accepts. Only options that change what
+# an OpenAI-style upstream does are listed: `num_ctx`, `num_gpu` and friends have no effect there.
+OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "temperature": (int, float),
+    "top_p": (int, float),
+    "top_k": (int,),
+    "min_p": (int, float),
+    "typical_p": (int, float),
+    "repeat_penalty": (int, float),
+    "presence_penalty": (int, float),
+    "frequency_penalty": (int, float),
+    "seed": (int,),
+    "num_predict": (int,),
+    "stop": (list,),
+    "think": (bool, str),
+}
+
+# Ollama option → OpenAI field on /chat/completions and /completions.
+_SAME_MEANING = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "seed": "seed",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+}
+# Sampling knobs vLLM- and llama.cpp-style servers accept as extra body fields (as the native
+# translator sends them; vLLM spells the repeat penalty `repetition_penalty`).
+_EXTRA_FIELDS = {
+    "top_k": ("top_k",),
+    "min_p": ("min_p",),
+    "typical_p": ("typical_p",),
+    "repeat_penalty": ("repeat_penalty", "repetition_penalty"),
+}
+_MAX_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
+
+
+def option_problem(name: str, value: Any) -> str | None:
+    """Why `value` cannot be an override for option `name`, or None when it can."""
+    if name == "num_ctx":
+        return "set the model's context_length instead of options.num_ctx"
+    kinds = OPTION_TYPES.get(name)
+    if kinds is None:
+        return f"unknown option (known: {', '.join(OPTION_TYPES)})"
+    wanted = _kind_names(kinds)
+    article = "an" if wanted.startswith("i") else "a"
+    if isinstance(value, bool) and bool not in kinds:
+        return f"must be {article} {wanted}, not a boolean"
+    if not isinstance(value, kinds):
+        return f"must be {article} {wanted}"
+    if name == "stop" and not all(isinstance(item, str) for item in value):
+        return "must be a list of strings"
+    if name == "think" and isinstance(value, str) and value not in THINK_LEVELS:
+        return f"must be true, false or one of {', '.join(THINK_LEVELS)}"
+    return None
+
+
+def _kind_names(kinds: tuple[type, ...]) -> str:
+    if float in kinds:
+        return "number"
+    return " or ".join({int: "integer", bool: "boolean", str: "string", list: "list"}[kind] for kind in kinds)
+
+
+def native_request(req: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """An Ollama /api/chat or /api/generate request with the model's overrides merged beneath it.
+
+    Options merge key by key into `options`; `think` fills the top-level field. A request's
+    `stop` replaces the configured one rather than adding to it, as in Ollama.
+    """
+    if not overrides:
+        return req
+    out = dict(req)
+    options = {name: value for name, value in overrides.items() if name != "think"}
+    given = req.get("options")
+    if options and (given is None or isinstance(given, dict)):
+        given = given or {}
+        if _positive_int(req.get("num_predict")) and given.get("num_predict") is None:
+            options.pop("num_predict", None)  # Open WebUI sends num_predict at the top level
+        out["options"] = {**options, **{name: value for name, value in given.items() if value is not None}}
+    if "think" in overrides and req.get("think") is None:
+        out["think"] = overrides["think"]
+    return out
+
+
+def openai_request(
+    req: dict[str, Any],
+    overrides: Mapping[str, Any],
+    *,
+    path: str = "/chat/completions",
+    capabilities: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """An OpenAI-shaped request with the model's overrides filling the fields it left unset.
+
+    `path` is the upstream route: /chat/completions and /completions take sampling fields,
+    /responses its own names (`max_output_tokens`, `reasoning.effort`), /embeddings nothing.
+    """
+    if not overrides or path not in ("/chat/completions", "/completions", "/responses"):
+        return req
+    out = dict(req)
+
+    def fill(field: str, value: Any) -> None:
+        if out.get(field) is None:
+            out[field] = value
+
+    for name in ("temperature", "top_p"):
+        if name in overrides:
+            fill(name, overrides[name])
+    limit = overrides.get("num_predict")
+    if path == "/responses":
+        if _positive_int(limit):
+            fill("max_output_tokens", limit)
+        effort = _effort(overrides.get("think"), capabilities)
+        if effort is not None and out.get("reasoning") is None:
+            out["reasoning"] = {"effort": effort}
+        return out
+    for name, field in _SAME_MEANING.items():
+        if name in overrides:
+            fill(field, overrides[name])
+    for name, fields in _EXTRA_FIELDS.items():
+        if name in overrides:
+            for field in fields:
+                fill(field, overrides[name])
+    if _positive_int(limit) and all(out.get(field) is None for field in _MAX_TOKEN_FIELDS):
+        out["max_tokens"] = limit
+    if overrides.get("stop"):
+        fill("stop", list(overrides["stop"]))
+    effort = _effort(overrides.get("think"), capabilities)
+    # OpenRouter takes a `reasoning` object instead of `reasoning_effort`; either one means the client chose.
+    if path == "/chat/completions" and effort is not None and out.get("reasoning") is None:
+        fill("reasoning_effort", effort)
+    return out
+
+
+def _effort(think: Any, capabilities: frozenset[str]) -> str | None:
+    if think is None:
+        return None
+    if think is False:
+        # Only a model that reasons understands being told not to (as on the native routes).
+        return "none" if "thinking" in capabilities else None
+    if think is True:
+        return "medium"
+    return "high" if think == "max" else str(think)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def parameter_lines(context_length: int, overrides: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The effective parameters as Ollama shows them: `(key, value)` pairs, one per list item.
+
+    Values are rendered as Ollama's Go server renders them (`%#v`): strings quoted, numbers bare.
+    `think` is not a Modelfile parameter in Ollama, so it is not shown.
+    """
+    lines = [("num_ctx", str(context_length))]
+    for name, value in overrides.items():
+        if name == "think":
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            lines.append((name, _go_value(item)))
+    return lines
+
+
+def _go_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+        return f'"{escaped}"'
+    return str(value)

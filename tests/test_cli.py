@@ -1,0 +1,188 @@
+"""The command line: --version, --help, one-line errors with status 2, and the real entry points."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from oai2ollama import __version__, cli
+from oai2ollama.config import Settings
+
+from .fakes import closed_port, isolate_settings
+
+SECRET = "sk-cli-secret-42"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(autouse=True)
+def clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    isolate_settings(monkeypatch, tmp_path)
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int | str | None, str, str]:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(list(args))
+    out, err = capsys.readouterr()
+    return exited.value.code, out, err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    cli.main(["--version"])
+    assert capsys.readouterr().out.strip() == f"oai2ollama {__version__}"
+
+
+def test_help_documents_every_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(capsys, "--help")
+    assert code == 0
+    for name, info in Settings.model_fields.items():
+        if name == "capacities":
+            continue  # the legacy spelling stays out of the help on purpose
+        assert f"--{name.replace('_', '-')}" in out or name == "extra_models", name
+        assert info.description and info.description.split()[0] in out, name
+    assert "--models" in out and "-m" in out and "-c" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "names"),
+    [
+        ([], {}, "base-url"),
+        (["--base-url", "http://up/v1", "--port", "99999"], {}, "port"),
+        (["--base-url", "http://up/v1", "--port", "eleven"], {}, "port"),
+        (["--base-url", "http://up/v1", "-c", "tools,teleport"], {}, "capabilities"),
+        (["--base-url", "not a url"], {}, "base-url"),
+        (["--base-url", "ftp://files.example.com"], {}, "base-url"),
+        ([], {"OPENAI_BASE_URL": "http://up/v1", "PORT": "-1"}, "port"),
+        ([], {"OPENAI_BASE_URL": "upstream:8080"}, "base-url"),
+        (["--base-url", "http://up/v1", "--log-level", "loud"], {}, "log-level"),
+        (["--base-url", "http://up/v1", "--read-timeout", "0"], {}, "read-timeout"),
+        (["--base-url", "http://up/v1", "--context-lengths", "{not json"], {}, "context-lengths"),
+        ([], {"OPENAI_BASE_URL": "http://up/v1", "CONTEXT_LENGTHS": "{not json"}, "context-lengths"),
+        (["--base-url", "http://up/v1", "--no-such-flag"], {}, "--no-such-flag"),
+        (["--base-url"], {}, "--base-url"),
+    ],
+)
+def test_bad_settings_give_one_line_and_status_2(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: dict[str, str],
+    names: str,
+) -> None:
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    code, out, err = run_main(capsys, "--api-key", SECRET, *args)
+    assert code == 2
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("oai2ollama: error: ")
+    assert names in lines[0]
+    assert "Traceback" not in err and "pydantic" not in err and "Value error" not in err
+    assert SECRET not in err
+
+
+def test_missing_base_url_says_how_to_give_it(capsys: pytest.CaptureFixture[str]) -> None:
+    _, _, err = run_main(capsys)
+    assert "--base-url" in err and "OPENAI_BASE_URL" in err
+
+
+def test_legacy_capacities_work_with_a_warning(capsys: pytest.CaptureFixture[str]) -> None:
+    settings = cli.load_settings(["--base-url", "http://up/v1", "--capacities", "tools"])
+    assert settings.all_capabilities() == ["tools"]
+    err = capsys.readouterr().err
+    assert "warning" in err and "capabilities" in err
+
+
+def test_no_warning_without_capacities(capsys: pytest.CaptureFixture[str]) -> None:
+    cli.load_settings(["--base-url", "http://up/v1", "-c", "tools"])
+    assert capsys.readouterr().err == ""
+
+
+# ---- the real entry points, as subprocesses -----------------------------------------------------
+
+
+def clean_env() -> dict[str, str]:
+    # The fixture has already removed every OPENAI_*/settings variable from os.environ.
+    return dict(os.environ)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[str(BIN / "oai2ollama"), "--version"], [sys.executable, "-m", "oai2ollama", "--version"]],
+    ids=["console-script", "python-m"],
+)
+def test_entry_points_print_the_version(command: list[str], tmp_path: Path) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path, env=clean_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"oai2ollama {__version__}"
+
+
+def test_entry_point_refuses_bad_settings_without_traceback(tmp_path: Path) -> None:
+    command = [str(BIN / "oai2ollama"), "--base-url", "http://up/v1", "--port", "0"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path, env=clean_env())
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "port" in done.stderr
+
+
+def test_modules_build_no_settings_at_import(tmp_path: Path) -> None:
+    env = {**clean_env(), "PORT": "not-a-port", "OPENAI_BASE_URL": "not a url"}
+    code = "import oai2ollama.app, oai2ollama.cli, oai2ollama.config, oai2ollama.upstream"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+
+
+def docker_healthcheck() -> list[str]:
+    text = (Path(__file__).resolve().parent.parent / "Dockerfile").read_text().replace("\\\n", " ")
+    (line,) = [line for line in text.splitlines() if line.startswith("HEALTHCHECK")]
+    return json.loads(line.split(" CMD ", 1)[1])
+
+
+def test_docker_healthcheck_fails_without_a_server() -> None:
+    check = [sys.executable, *docker_healthcheck()[1:]]
+    done = subprocess.run(check, env={**clean_env(), "PORT": str(closed_port())}, capture_output=True, timeout=30)
+    assert done.returncode != 0
+
+
+def test_server_starts_answers_and_stops(tmp_path: Path) -> None:
+    port = closed_port()
+    upstream = f"http://127.0.0.1:{closed_port()}/v1"
+    command = [str(BIN / "oai2ollama"), "--base-url", upstream, "--host", "127.0.0.1", "--port", str(port)]
+    env = {**clean_env(), "OPENAI_API_KEY": SECRET, "LOG_LEVEL": "info"}
+    server = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, server.communicate()[0]
+            try:
+                root = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server did not start within 30 s"
+                time.sleep(0.1)
+        assert root.status_code == 200 and root.text == "Ollama is running"
+        version = httpx.get(f"http://127.0.0.1:{port}/api/version", timeout=5)
+        assert version.status_code == 200 and version.json() == {"version": Settings().ollama_version}
+        # The Docker image's health check, run as the container would run it.
+        check = [sys.executable, *docker_healthcheck()[1:]]
+        healthy = subprocess.run(check, env={**clean_env(), "PORT": str(port)}, capture_output=True, timeout=30)
+        assert healthy.returncode == 0, healthy.stderr
+    finally:
+        server.terminate()
+        try:
+            output, _ = server.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            output, _ = server.communicate()
+    assert server.returncode is not None
+    assert SECRET not in output
+    assert re.search(r"GET /api/version\b.* 200\b", output), output  # one log line per request

@@ -1,0 +1,274 @@
+"""The byte-stream stages: lines, SSE payloads, chunk dicts, and how each fails."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from oai2ollama.errors import UpstreamError
+from oai2ollama.translate.streams import (
+    decode_chunk,
+    openai_chunk_batches,
+    openai_chunks,
+    split_lines,
+    sse_payloads,
+)
+
+from .fakes import chunk, sse, text_stream, usage_chunk
+
+pytestmark = pytest.mark.anyio
+
+SSE = "text/event-stream"
+
+
+async def body(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def lines_of(*parts: bytes) -> list[bytes]:
+    return [line async for line in split_lines(body(*parts))]
+
+
+async def payloads_of(*parts: bytes) -> list[bytes]:
+    return [payload async for payload in sse_payloads(split_lines(body(*parts)))]
+
+
+async def chunks_of(*parts: bytes, content_type: str = SSE) -> list[dict[str, Any]]:
+    return [c async for c in openai_chunks(body(*parts), content_type=content_type, host="up.test")]
+
+
+# ---------------------------------------------------------------- split_lines
+
+TRICKY = '{"c":"a\u2028b\u2029c\u0085d\r\x0be"}'.encode()
+
+
+@pytest.mark.parametrize(
+    ("parts", "lines"),
+    [
+        pytest.param([b"a\nb\n"], [b"a", b"b"], id="lf"),
+        pytest.param([b"a\r\nb\r\n"], [b"a", b"b"], id="crlf"),
+        pytest.param([b"a\n\nb\n"], [b"a", b"", b"b"], id="blank-lines-kept"),
+        pytest.param([b"da", b"ta: 1\nda", b"ta: 2\n"], [b"data: 1", b"data: 2"], id="across-chunks"),
+        pytest.param([b"a", b"b", b"c", b"\n"], [b"abc"], id="one-line-in-many-chunks"),
+        pytest.param([b"a\r", b"\nb\n"], [b"a", b"b"], id="crlf-split-across-chunks"),
+        pytest.param([b"a\n", b"tail"], [b"a", b"tail"], id="no-final-newline"),
+        pytest.param([b"tail\r"], [b"tail"], id="final-cr"),
+        pytest.param([b"", b"a\n", b""], [b"a"], id="empty-reads"),
+        pytest.param([b"data: " + TRICKY + b"\n"], [b"data: " + TRICKY], id="unicode-separators-kept-whole"),
+        pytest.param(
+            [b"data: " + TRICKY[:7], TRICKY[7:] + b"\n"],
+            [b"data: " + TRICKY],
+            id="separator-split-across-reads",
+        ),
+    ],
+)
+async def test_split_lines(parts: list[bytes], lines: list[bytes]) -> None:
+    assert await lines_of(*parts) == lines
+
+
+# ---------------------------------------------------------------- sse_payloads
+
+
+@pytest.mark.parametrize(
+    ("parts", "payloads"),
+    [
+        pytest.param([b'data: {"a":1}\n\ndata: {"a":2}\n\ndata: [DONE]\n\n'], [b'{"a":1}', b'{"a":2}'], id="plain"),
+        pytest.param([b'data: {"a":1}\n\ndata: [DONE]\n\ndata: {"late":1}\n\n'], [b'{"a":1}'], id="stops-at-done"),
+        pytest.param([b'data: {"a":1}\n\ndata: {"a":2}\n\n'], [b'{"a":1}', b'{"a":2}'], id="no-done"),
+        pytest.param([b'data: {"a":1}\n\ndata: {"a":2}'], [b'{"a":1}', b'{"a":2}'], id="no-final-blank-line"),
+        pytest.param([b'data:{"a":1}\n\n'], [b'{"a":1}'], id="no-space-after-colon"),
+        pytest.param([b'data:  {"a":1}\n\n'], [b' {"a":1}'], id="only-one-space-removed"),
+        pytest.param(
+            [b': keep-alive\n\n: OPENROUTER PROCESSING\n\ndata: {"a":1}\n\n'], [b'{"a":1}'], id="comments-skipped"
+        ),
+        pytest.param(
+            [b'event: message\nid: 7\nretry: 100\ndata: {"a":1}\n\n'], [b'{"a":1}'], id="other-fields-skipped"
+        ),
+        pytest.param([b'data: {"a":\ndata: 1}\n\n'], [b'{"a":\n1}'], id="multi-line-data"),
+        pytest.param([b'data: {"a":1}\r\n\r\ndata: [DONE]\r\n\r\n'], [b'{"a":1}'], id="crlf-events"),
+        pytest.param([b"\n\n\n"], [], id="blank-lines-only"),
+        pytest.param([b"data: [DONE] \n\n"], [], id="done-with-trailing-space"),
+    ],
+)
+async def test_sse_payloads(parts: list[bytes], payloads: list[bytes]) -> None:
+    assert await payloads_of(*parts) == payloads
+
+
+# ---------------------------------------------------------------- decode_chunk
+
+
+def test_decode_chunk() -> None:
+    assert decode_chunk(b'{"choices":[]}', "up.test") == {"choices": []}
+    assert decode_chunk(b'{"choices":[],"error":null}', "up.test") == {"choices": [], "error": None}
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "message"),
+    [
+        pytest.param(b'{"choices": [', 502, "upstream up.test sent a malformed stream chunk: {", id="malformed"),
+        pytest.param(b"[1, 2]", 502, "not an object", id="not-an-object"),
+        pytest.param(
+            b'{"error": {"message": "Rate limit exceeded", "code": 429}}', 429, "Rate limit exceeded", id="error-object"
+        ),
+        pytest.param(b'{"error": {"message": "slow down", "code": "429"}}', 429, "slow down", id="code-as-string"),
+        pytest.param(b'{"error": {"message": "boom", "code": "server_error"}}', 502, "boom", id="code-not-a-status"),
+        pytest.param(b'{"error": {"message": "odd", "code": 42}}', 502, "odd", id="code-out-of-range"),
+        pytest.param(b'{"error": "overloaded"}', 502, "overloaded", id="error-string"),
+        pytest.param(
+            b'{"id": "gen-1", "error": {"code": 502, "message": "Provider disconnected"},'
+            b' "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}]}',
+            502,
+            "Provider disconnected",
+            id="error-beside-choices-openrouter",
+        ),
+    ],
+)
+def test_decode_chunk_errors(payload: bytes, status: int, message: str) -> None:
+    with pytest.raises(UpstreamError) as caught:
+        decode_chunk(payload, "up.test")
+    assert caught.value.status == status
+    assert message in caught.value.message
+
+
+# ---------------------------------------------------------------- openai_chunks
+
+
+async def test_chunks_of_a_stream_with_a_usage_only_final_chunk() -> None:
+    chunks = text_stream("Hel", "lo")
+    assert await chunks_of(sse(*chunks)) == chunks
+    assert (await chunks_of(sse(*chunks)))[-1] == usage_chunk()
+
+
+async def test_chunks_without_done() -> None:
+    chunks = text_stream("Hi")
+    assert await chunks_of(sse(*chunks, done=False)) == chunks
+
+
+async def test_chunks_split_at_every_byte() -> None:
+    chunks = [chunk({"content": "a\u2028b\u0085c"}), usage_chunk()]
+    raw = sse(*chunks)
+    assert await chunks_of(*[raw[i : i + 1] for i in range(len(raw))]) == chunks
+
+
+async def test_one_batch_per_read() -> None:
+    first, second, third = chunk({"content": "a"}), chunk({"content": "b"}), chunk({"content": "c"})
+    raw = sse(first, second, third)
+    cut = raw.index(b"data:", raw.index(b"data:", 1) + 1) + 3  # inside the third event
+    batches = [b async for b in openai_chunk_batches(body(raw[:cut], raw[cut:]), content_type=SSE, host="h")]
+    assert batches == [[first, second], [third]]
+
+
+async def test_a_read_without_a_complete_event_yields_no_batch() -> None:
+    raw = sse(chunk({"content": "a"}))
+    batches = [b async for b in openai_chunk_batches(body(raw[:10], raw[10:]), content_type=SSE, host="h")]
+    assert batches == [[chunk({"content": "a"})]]
+
+
+async def test_malformed_chunk_ends_the_stream_after_the_good_ones() -> None:
+    good = chunk({"content": "ok"})
+    raw = sse(good, "{not json", chunk({"content": "never"}))
+    batches = openai_chunk_batches(body(raw), content_type=SSE, host="up.test")
+    assert await anext(batches) == [good]
+    with pytest.raises(UpstreamError, match=r"upstream up\.test sent a malformed stream chunk: \{not json"):
+        await anext(batches)
+
+
+async def test_in_stream_error_keeps_its_status() -> None:
+    raw = sse(chunk({"content": "partial"}), {"error": {"message": "quota exhausted", "type": "x", "code": 429}})
+    seen: list[dict[str, Any]] = []
+    with pytest.raises(UpstreamError) as caught:
+        async for c in openai_chunks(body(raw), content_type=SSE, host="h"):
+            seen.append(c)
+    assert seen == [chunk({"content": "partial"})]
+    assert (caught.value.status, caught.value.message) == (429, "quota exhausted")
+
+
+COMPLETION = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+}
+
+
+@pytest.mark.parametrize(
+    ("content_type", "raw"),
+    [
+        pytest.param("application/json", json.dumps(COMPLETION).encode(), id="json-document"),
+        pytest.param(SSE, json.dumps(COMPLETION).encode(), id="json-document-labelled-sse"),
+        pytest.param("", b"\n" + json.dumps(COMPLETION, indent=2).encode(), id="json-document-unlabelled"),
+    ],
+)
+async def test_an_upstream_that_ignored_stream_true(content_type: str, raw: bytes) -> None:
+    assert await chunks_of(raw[:20], raw[20:], content_type=content_type) == [COMPLETION]
+
+
+async def test_sse_labelled_as_json_is_read_as_sse() -> None:
+    chunks = text_stream("Hi")
+    assert await chunks_of(sse(*chunks), content_type="application/json") == chunks
+
+
+@pytest.mark.parametrize(
+    ("content_type", "raw", "status", "message"),
+    [
+        pytest.param(SSE, b"", 502, "upstream up.test ended the stream without sending anything", id="empty"),
+        pytest.param(
+            SSE, b"\n\n: keep-alive\n\n", 502, "ended the stream without sending anything", id="only-comments"
+        ),
+        pytest.param(
+            "text/html",
+            b"<html><body>502 Bad Gateway</body></html>",
+            502,
+            "upstream up.test sent a body that is not an event stream: <html><body>502 Bad Gateway",
+            id="html",
+        ),
+        pytest.param(
+            SSE,
+            b'{"error": {"message": "model is loading", "code": 503}}',
+            503,
+            "model is loading",
+            id="json-error-labelled-sse",
+        ),
+        pytest.param("application/json", b'{"error": "bad key"}', 502, "bad key", id="json-error-document"),
+        pytest.param("application/json", b"{trunc", 502, "malformed stream chunk", id="malformed-document"),
+    ],
+)
+async def test_bodies_that_are_not_a_stream(content_type: str, raw: bytes, status: int, message: str) -> None:
+    with pytest.raises(UpstreamError) as caught:
+        await chunks_of(raw, content_type=content_type)
+    assert caught.value.status == status
+    assert message in caught.value.message
+
+
+class TrackedBody:
+    """An upstream body that records whether it was closed."""
+
+    def __init__(self, *parts: bytes) -> None:
+        self.parts = parts
+        self.closed = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._gen()
+
+    async def _gen(self) -> AsyncIterator[bytes]:
+        for part in self.parts:
+            yield part
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_the_body_is_closed_at_done_and_when_the_reader_stops_early() -> None:
+    at_done = TrackedBody(sse(chunk({"content": "a"})), b"data: never read\n\n")
+    assert len([c async for c in openai_chunks(at_done, content_type=SSE, host="h")]) == 1
+    assert at_done.closed
+
+    early = TrackedBody(sse(chunk({"content": "a"}), chunk({"content": "b"})))
+    stream = openai_chunks(early, content_type=SSE, host="h")
+    await anext(stream)
+    await stream.aclose()
+    assert early.closed
