@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # oai2ollama: Ollama's API on top of any OpenAI-compatible upstream.
 #
 #   docker build -t oai2ollama .
@@ -5,6 +6,7 @@
 #   docker run -p 11434:11434 oai2ollama --base-url http://host.docker.internal:8080/v1 -c tools
 #
 # Every setting is an environment variable or a flag after the image name (see .env.example).
+# Change the port with -e PORT=..., not --port: the health check reads PORT.
 
 FROM python:3.12-slim AS build
 WORKDIR /src

@@ -119,6 +119,7 @@ def create_app(settings: Settings, *, upstreams: Upstreams | None = None) -> Fas
         try:
             yield
         finally:
+            await app.state.catalog.aclose()
             await owned.aclose()
 
     def _catalog(client: Upstreams) -> Catalog:

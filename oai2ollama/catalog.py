@@ -14,16 +14,17 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from . import config_file
 from .config import Settings
-from .config_file import Globs, ModelRule, settings_for
+from .config_file import Globs, ModelRule, passes, settings_for
 from .errors import ProxyError, model_not_found
 from .translate.models import ModelCard, describe, listing_entries, ollama_name
 from .upstream import Target, Upstreams
 
 log = logging.getLogger("oai2ollama.catalog")
+T = TypeVar("T")
 
 # How long a model stays in /api/ps after its last use, like Ollama's default keep_alive.
 KEEP_ALIVE_SECONDS = 300.0
@@ -51,9 +52,7 @@ class Source:
         return self.target.name
 
     def lists(self, upstream_id: str) -> bool:
-        if self.include.patterns and not self.include.match(upstream_id):
-            return False
-        return not self.exclude.match(upstream_id)
+        return passes(upstream_id, self.include, self.exclude)
 
 
 @dataclass
@@ -123,6 +122,7 @@ class Catalog:
         self._failing: dict[str, str] = {}  # upstream name → the failure last logged
         self._shadowed: set[tuple[str, str]] = set()
         self._cards: list[ModelCard] = []
+        self._views: dict[str, Any] = {}
         self._exact: dict[str, ModelCard] = {}
         self._aliases: dict[str, ModelCard] = {}
         self._fetched_at: float | None = None
@@ -162,6 +162,18 @@ class Catalog:
             self._refresh = asyncio.create_task(self._load())
         await asyncio.shield(self._refresh)
 
+    async def aclose(self) -> None:
+        """Stop a refresh under way (call before the upstream client closes)."""
+        if self._refresh is not None and not self._refresh.done():
+            self._refresh.cancel()
+            await asyncio.gather(self._refresh, return_exceptions=True)
+
+    def rendered(self, view: str, render: Callable[[list[ModelCard]], T]) -> T:
+        """`render(listed cards)`, computed once per refresh: e.g. the whole /api/tags answer."""
+        if view not in self._views:
+            self._views[view] = render(self._cards)
+        return self._views[view]  # type: ignore[no-any-return]
+
     def touch(self, card: ModelCard) -> None:
         self._used[card.name] = time.time()
 
@@ -186,6 +198,9 @@ class Catalog:
         silent = [source for source in self._sources if source.name not in self._listed]
         if not silent:
             return None
+        # A configured alias still names its model while the model's upstream is silent.
+        wanted = ollama_name(name.lower())
+        name = next((r.pattern for r in self._config.rules if r.alias and ollama_name(r.alias.lower()) == wanted), name)
         lowered = name.lower()
         prefixed = [s for s in silent if s.prefix and lowered.startswith(s.prefix.lower())]
         if prefixed:
@@ -307,3 +322,4 @@ class Catalog:
         self._exact = exact
         self._aliases = {card.alias.lower(): card for card in kept if card.alias}
         self._cards = [card for card in kept if not card.hidden]
+        self._views.clear()

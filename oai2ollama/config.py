@@ -6,6 +6,8 @@ and tests construct it directly with keyword arguments.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -24,6 +26,9 @@ DEFAULT_OLLAMA_VERSION = "0.32.15"
 
 def _split_list(value: object) -> object:
     """Accept `a,b` and repeated flags alike: CLI lists, env comma lists and JSON lists."""
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        with contextlib.suppress(ValueError):
+            value = json.loads(value)
     if isinstance(value, str):
         value = [value]
     if isinstance(value, list | tuple):
@@ -32,7 +37,10 @@ def _split_list(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    """oai2ollama: Ollama's API on top of any OpenAI-compatible upstream."""
+    """oai2ollama: Ollama's API on top of any OpenAI-compatible upstream.
+
+    Every flag is also an environment variable (or a line in .env). `--version` prints the version.
+    """
 
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -42,6 +50,7 @@ class Settings(BaseSettings):
         cli_implicit_flags=True,
         cli_shortcuts={"capabilities": "c", "models": "m", "context-lengths": "l"},
         cli_prog_name="oai2ollama",
+        cli_hide_none_type=True,
     )
 
     base_url: str | None = Field(
@@ -77,13 +86,21 @@ class Settings(BaseSettings):
         600.0, gt=0, description="Seconds the upstream may stay silent before the request fails (slow reasoning)"
     )
     models_ttl: float = Field(60.0, ge=0, description="Seconds the upstream's model list is cached")
-    http2: bool = Field(True, description="Offer HTTP/2 to https upstreams (negotiated; HTTP/1.1 otherwise)")
+    http2: bool = Field(
+        False,
+        description="Speak HTTP/2 to https upstreams that offer it (httpx's transport; HTTP/1.1 uses a faster one)",
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="Log level")
     config: Path | None = Field(
         None,
         validation_alias=AliasChoices("config", "OAI2OLLAMA_CONFIG"),
         description="Optional TOML file with upstreams and per-model settings (env OAI2OLLAMA_CONFIG)",
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("capabilities", "capacities", "extra_models", mode="before")
     @classmethod

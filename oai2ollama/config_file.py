@@ -73,10 +73,14 @@ class UpstreamConfig:
     prefix: str = ""
 
     def lists(self, upstream_id: str) -> bool:
-        """Whether the upstream's model `upstream_id` passes the `models` include/exclude globs."""
-        if self.include.patterns and not self.include.match(upstream_id):
-            return False
-        return not self.exclude.match(upstream_id)
+        return passes(upstream_id, self.include, self.exclude)
+
+
+def passes(upstream_id: str, include: Globs, exclude: Globs) -> bool:
+    """Whether an upstream's model passes its `models` filter: included (or no include), not excluded."""
+    if include.patterns and not include.match(upstream_id):
+        return False
+    return not exclude.match(upstream_id)
 
 
 @dataclass(frozen=True)

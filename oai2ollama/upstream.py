@@ -15,6 +15,7 @@ import httpx
 
 from . import __version__, wire
 from .errors import UpstreamError, message_from_body
+from .transport import AiohttpTransport
 
 log = logging.getLogger("oai2ollama.upstream")
 
@@ -115,14 +116,19 @@ class Upstreams:
         *,
         connect_timeout: float = 10.0,
         read_timeout: float = 600.0,
-        http2: bool = True,
+        http2: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
     ):
         self._read_timeout = read_timeout
+        # Hundreds of concurrent streams must not queue behind httpx's default of 100.
+        limits = httpx.Limits(max_connections=2000, max_keepalive_connections=500, keepalive_expiry=60)
+        if transport is None and not http2:
+            # httpx's own transport is several times slower under concurrency (see transport.py);
+            # only HTTP/2, which aiohttp cannot speak, needs it.
+            transport = AiohttpTransport(limits=limits)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(connect=connect_timeout, read=read_timeout, write=read_timeout, pool=read_timeout),
-            # Hundreds of concurrent streams must not queue behind httpx's default of 100.
-            limits=httpx.Limits(max_connections=2000, max_keepalive_connections=500, keepalive_expiry=60),
+            limits=limits,
             http2=http2,
             follow_redirects=True,
             transport=transport,
@@ -142,7 +148,9 @@ class Upstreams:
         client_headers: Mapping[str, str] | None = None,
     ) -> Response:
         """Send a request and return as soon as the status line and headers have arrived."""
-        headers = {**target.headers, "accept": "application/json, text/event-stream"}
+        # Lower-cased so that a configured header cannot sit beside the same one set below.
+        headers = {name.lower(): value for name, value in target.headers.items()}
+        headers["accept"] = "application/json, text/event-stream"
         if target.api_key:
             headers["authorization"] = f"Bearer {target.api_key}"
         elif client_headers is not None:

@@ -258,3 +258,29 @@ def hosts_transport(fakes: dict[str, FakeUpstream]) -> httpx.MockTransport:
         return await answer if not isinstance(answer, httpx.Response) else answer
 
     return httpx.MockTransport(handler)
+
+
+# ---------------------------------------------------------------- native API builders
+
+
+def completions_stream(*parts: str, finish: str = "stop") -> list[dict[str, Any]]:
+    """Legacy /completions chunks (fill-in-the-middle, raw prompts): text in `choices[].text`."""
+    head = {"id": "cmpl-1", "object": "text_completion", "created": 1700000000, "model": "gpt-test"}
+    chunks = [{**head, "choices": [{"index": 0, "text": p, "logprobs": None, "finish_reason": None}]} for p in parts]
+    chunks.append({**head, "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": finish}]})
+    chunks.append(usage_chunk())
+    return chunks
+
+
+def embeddings_response(*vectors: list[float], order: Iterable[int] | None = None, prompt_tokens: int = 5):
+    """An OpenAI /embeddings answer; `order` lists the data entries out of input order, as some servers do."""
+    data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+    if order is not None:
+        data = [data[i] for i in order]
+    usage = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
+    return httpx.Response(200, json={"object": "list", "data": data, "model": "text-embedding-test", "usage": usage})
+
+
+def transcript(name: str) -> bytes:
+    """A recorded upstream body, `tests/transcripts/<name>`, byte for byte."""
+    return (TRANSCRIPTS / name).read_bytes()

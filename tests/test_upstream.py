@@ -11,6 +11,7 @@ import pytest
 from oai2ollama.app import create_app
 from oai2ollama.config import Settings
 from oai2ollama.errors import UpstreamError
+from oai2ollama.transport import AiohttpTransport
 from oai2ollama.upstream import Target, Upstreams
 
 from .fakes import API_KEY, BASE_URL, FakeUpstream, closed_port, dribble, openai_error, sse, sse_response, text_stream
@@ -40,17 +41,19 @@ async def test_lifespan_opens_one_pooled_client_and_closes_it() -> None:
         assert app.state.catalog is not None
         assert client.timeout.connect == 4 and client.timeout.read == 900
         assert client.follow_redirects
-        pool = client._transport._pool  # type: ignore[attr-defined]
-        assert pool._max_connections >= 500, "hundreds of concurrent streams must not queue"
-        assert pool._max_keepalive_connections >= 100
-        assert pool._http2, "HTTP/2 must be offered where the upstream supports it"
+        transport = client._transport
+        assert isinstance(transport, AiohttpTransport), "HTTP/1.1 upstreams go through the faster transport"
+        assert transport._limits.max_connections >= 500, "hundreds of concurrent streams must not queue"
     assert client.is_closed
 
 
-async def test_http2_can_be_turned_off() -> None:
-    upstreams = Upstreams(http2=False)
+async def test_http2_uses_httpx_transport_with_http2_offered() -> None:
+    upstreams = Upstreams(http2=True)
     try:
-        assert not upstreams._client._transport._pool._http2  # type: ignore[attr-defined]
+        pool = upstreams._client._transport._pool  # type: ignore[attr-defined]
+        assert pool._http2, "HTTP/2 must be offered where the upstream supports it"
+        assert pool._max_connections >= 500
+        assert pool._max_keepalive_connections >= 100
     finally:
         await upstreams.aclose()
 

@@ -13,7 +13,7 @@ from starlette.responses import PlainTextResponse, Response
 from .. import wire
 from ..catalog import Catalog
 from ..errors import ProxyError
-from ..http import NDJSON, json_body, json_response
+from ..http import JSON, NDJSON, json_body, json_response
 from ..translate.models import ps_entry, show_answer, tags_entry
 
 router = APIRouter()
@@ -38,8 +38,12 @@ async def version(request: Request) -> Response:
 @router.api_route("/api/tags", methods=["GET", "HEAD"])
 async def tags(request: Request) -> Response:
     catalog = _catalog(request)
-    cards = await catalog.cards()
-    return json_response({"models": [tags_entry(card, catalog.started) for card in cards]})
+    await catalog.cards()
+    # Built and encoded once per catalog refresh: clients poll this (Open WebUI, Copilot).
+    body = catalog.rendered(
+        "tags", lambda cards: wire.dumps({"models": [tags_entry(c, catalog.started) for c in cards]})
+    )
+    return Response(body, media_type=JSON)
 
 
 @router.post("/api/show")

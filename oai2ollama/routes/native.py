@@ -10,13 +10,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from .. import wire
 from ..catalog import Catalog
 from ..errors import BadRequest, ProxyError, ollama_body
 from ..http import NDJSON, StreamResponse, encode_stream, json_body, json_response, started
 from ..translate import ollama_request as to_openai
 from ..translate.answer import pieces
-from ..translate.ollama_answer import Kind, collect, embed_answer, load_answer, ollama_chunks, ollama_lines
+from ..translate.ollama_answer import Kind, collect, embed_answer, load_answer, ndjson_line, ollama_chunks, ollama_lines
 from ..translate.streams import openai_chunk_batches, openai_chunks
 from ..upstream import Upstreams
 
@@ -27,7 +26,7 @@ _ZERO_DURATION = re.compile(r"(?:0+(?:\.0*)?(?:ns|us|µs|ms|s|m|h)?)+")
 
 
 def _error_line(exc: ProxyError) -> bytes:
-    return wire.ndjson_line(ollama_body(exc.message))
+    return ndjson_line(ollama_body(exc.message))
 
 
 def _unloads(keep_alive: Any) -> bool:

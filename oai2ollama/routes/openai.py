@@ -16,6 +16,7 @@ from ..errors import ProxyError, message_from_body, openai_body
 from ..http import StreamResponse, encode_stream, json_body, json_response
 from ..translate.models import openai_model
 from ..translate.openai_request import upstream_request
+from ..translate.overrides import openai_request as openai_overrides
 from ..upstream import Response as UpstreamResponse
 from ..upstream import Upstreams, relayed_headers
 
@@ -42,6 +43,7 @@ async def _relay(request: Request, path: str) -> Response:
     card = await catalog.resolve(req.get("model"))
     target = catalog.target(card)
     body = upstream_request(req, upstream_model=card.upstream_id)
+    body = openai_overrides(body, card.options, path=path, capabilities=frozenset(card.capabilities))
     response = await upstreams.send(target, "POST", path, body=body, client_headers=request.headers)
     if not response.ok:
         return await _relay_error(response)

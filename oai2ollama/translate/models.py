@@ -59,14 +59,14 @@ class ModelCard:
     hidden: bool = False  # served, but not listed
     client_id: str = ""  # the id as clients see it before any alias (prefix + upstream id)
     alias: str | None = None
+    # Derived once: /api/tags renders every card on every call.
+    family: str = field(init=False, compare=False, repr=False)
+    digest: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def family(self) -> str:
-        return model_family(self.upstream_id)
-
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(f"{self.upstream}/{self.upstream_id}".encode()).hexdigest()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "family", model_family(self.upstream_id))
+        digest = hashlib.sha256(f"{self.upstream}/{self.upstream_id}".encode()).hexdigest()
+        object.__setattr__(self, "digest", digest)
 
 
 @dataclass(frozen=True, slots=True)

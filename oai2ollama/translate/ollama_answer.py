@@ -34,6 +34,15 @@ def now_rfc3339() -> str:
     return f"{_second_text}.{int((now - second) * 1_000_000):06d}Z"
 
 
+def ndjson_line(obj: Any) -> bytes:
+    """One NDJSON line. Beyond what `wire.dumps` escapes (U+2028, U+2029), U+0085 is escaped too:
+    ollama-python reads lines with httpx's `aiter_lines`, which also breaks lines there."""
+    data = wire.dumps(obj)
+    if b"\xc2\x85" in data:
+        data = data.replace(b"\xc2\x85", b"\\u0085")
+    return data + b"\n"
+
+
 def done_reason(finish_reason: str | None) -> str:
     # Ollama has no tool-call reason: a turn that ends in tool calls reports "stop".
     return "length" if finish_reason == "length" else "stop"
@@ -175,22 +184,20 @@ async def ollama_lines(
     """
     encoder = OllamaEncoder(kind, model, started_ns, clock)
     numbering = ToolCallNumbering()
-    dumps = wire.dumps
     try:
         async for batch in batches:
             lines = []
             for upstream_chunk in batch:
                 chunk = encoder.feed(piece_from_chunk(upstream_chunk, numbering))
                 if chunk is not None:
-                    lines.append(dumps(chunk))
+                    lines.append(ndjson_line(chunk))
             if lines:
-                lines.append(b"")
-                yield b"\n".join(lines)
+                yield b"".join(lines)
     finally:
         aclose = getattr(batches, "aclose", None)
         if aclose is not None:
             await aclose()
-    yield b"".join([wire.ndjson_line(chunk) for chunk in encoder.finish()])
+    yield b"".join([ndjson_line(chunk) for chunk in encoder.finish()])
 
 
 async def collect(chunks: AsyncIterable[dict[str, Any]], kind: Kind) -> dict[str, Any]:
