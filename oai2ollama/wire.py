@@ -10,9 +10,13 @@ from typing import Any
 
 from pydantic_core import from_json, to_json
 
-# U+2028/U+2029 are valid inside JSON strings, but line readers built on str.splitlines
-# (httpx's aiter_lines, which ollama-python uses) break lines there. Go's encoder escapes them.
-_LINE_SEPARATORS = (("\u2028".encode(), b"\\u2028"), ("\u2029".encode(), b"\\u2029"))
+# U+2028, U+2029 and U+0085 are valid inside JSON strings, but line readers built on
+# str.splitlines (httpx's aiter_lines, which ollama-python uses) break lines there.
+_LINE_SEPARATORS = (
+    ("\u2028".encode(), b"\\u2028"),
+    ("\u2029".encode(), b"\\u2029"),
+    ("\u0085".encode(), b"\\u0085"),
+)
 
 
 class InvalidJSON(ValueError):
@@ -21,7 +25,7 @@ class InvalidJSON(ValueError):
 
 def dumps(obj: Any) -> bytes:
     data = to_json(obj)
-    if b"\xe2\x80" in data:
+    if b"\xe2\x80" in data or b"\xc2\x85" in data:
         for raw, escaped in _LINE_SEPARATORS:
             data = data.replace(raw, escaped)
     return data

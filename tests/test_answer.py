@@ -213,6 +213,15 @@ def fn(name: str | None = None, arguments: str | None = None) -> dict[str, Any]:
         ),
         pytest.param(
             [
+                calls_chunk({"index": 0, "function": fn("a", '{"n":')}),
+                calls_chunk({"index": 0, "id": "call_late", "function": fn(arguments=" 1}")}),
+                calls_chunk({"index": 1, "function": fn("b", "{}")}),
+            ],
+            [ToolCall(0, "call_late", "a", '{"n": 1}'), ToolCall(1, "", "b", "{}")],
+            id="id-after-the-first-fragment",
+        ),
+        pytest.param(
+            [
                 calls_chunk({"index": 3, "id": "c3", "function": fn("late", "{}")}),
                 calls_chunk({"index": 1, "id": "c1", "function": fn("early", "{}")}),
             ],

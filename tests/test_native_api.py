@@ -81,6 +81,7 @@ async def test_chat_streamed(fake, ollama_client) -> None:
     final = parts[-1]
     assert (final.done_reason, final.prompt_eval_count, final.eval_count) == ("stop", 11, 7)
     assert all(isinstance(getattr(final, m), int) and getattr(final, m) >= 0 for m in METRICS)
+    assert final.total_duration is not None and final.prompt_eval_duration is not None
     assert final.total_duration >= final.prompt_eval_duration
     assert posts(fake, "/chat/completions") == [
         {"model": MODEL, "messages": ASK, "stream": True, "stream_options": {"include_usage": True}}

@@ -15,6 +15,7 @@ from oai2ollama.translate.answer import Piece, ToolCallFragment
 from oai2ollama.translate.ollama_answer import (
     Kind,
     collect,
+    collect_batches,
     done_reason,
     embed_answer,
     load_answer,
@@ -310,6 +311,48 @@ async def test_collect_equals_the_joined_stream() -> None:
     assert {k: v for k, v in answer.items() if k != "message"} == {
         k: v for k, v in without_time(streamed[-1]).items() if k != "message"
     }
+
+
+async def test_collect_batches_is_the_streamed_lines_joined() -> None:
+    upstream = [
+        chunk({"role": "assistant", "content": ""}),
+        chunk({"reasoning": "think"}),
+        chunk({"content": "Call"}),
+        chunk({"content": "ing."}),
+        *tool_stream(("call_1", "get_weather", {"city": "Paris"}))[1:],
+    ]
+    batches = [upstream[:3], upstream[3:5], upstream[5:]]
+    streamed = [json.loads(line) for line in b"".join(await lines(batches)).splitlines()]
+    answer = await collect_batches(source(batches), kind="chat", model="m", started_ns=0, clock=clock(250, 1000))
+    assert RFC3339_UTC.fullmatch(answer.pop("created_at"))
+    assert answer == {
+        "model": "m",
+        "message": {
+            "role": "assistant",
+            "content": "Calling.",
+            "thinking": "think",
+            "tool_calls": streamed[3]["message"]["tool_calls"],
+        },
+        "done": True,
+        "done_reason": "stop",
+        **METRICS,
+    }
+    assert [c["message"].get("content") for c in streamed[:3]] == ["", "Call", "ing."]
+
+
+async def test_collect_batches_closes_its_source_on_error() -> None:
+    closed = []
+
+    async def failing() -> AsyncIterator[list[dict[str, Any]]]:
+        try:
+            yield [chunk({"content": "a"})]
+            raise UpstreamError("gone")
+        finally:
+            closed.append(True)
+
+    with pytest.raises(UpstreamError, match="gone"):
+        await collect_batches(failing(), kind="generate", model="m", started_ns=0)
+    assert closed == [True]
 
 
 # ---------------------------------------------------------------- load answers

@@ -272,3 +272,28 @@ async def test_the_body_is_closed_at_done_and_when_the_reader_stops_early() -> N
     await anext(stream)
     await stream.aclose()
     assert early.closed
+
+
+async def test_events_ended_by_one_line_feed_only_stream_one_event_behind() -> None:
+    first, second = chunk({"content": "a"}), chunk({"content": "b"})
+    one = f"data: {json.dumps(first)}\n".encode()
+    two = f"data: {json.dumps(second)}\ndata: [DONE]\n".encode()
+    batches = [b async for b in openai_chunk_batches(body(one, two), content_type=SSE, host="h")]
+    assert batches == [[first, second]]
+    cut = two.index(b"data: [DONE]")
+    early = [b async for b in openai_chunk_batches(body(one + two[:cut], two[cut:]), content_type=SSE, host="h")]
+    assert early == [[first], [second]]  # an event is out as soon as the next one's line is
+
+
+async def test_an_in_stream_error_among_such_events_still_raises() -> None:
+    raw = f"data: {json.dumps(chunk({'content': 'a'}))}\ndata: " + '{"error": {"message": "boom", "code": 500}}\n'
+    seen = []
+    with pytest.raises(UpstreamError) as caught:
+        async for c in openai_chunks(body(raw.encode()), content_type=SSE, host="h"):
+            seen.append(c)
+    assert seen == [chunk({"content": "a"})]
+    assert (caught.value.status, caught.value.message) == (500, "boom")
+
+
+async def test_multi_line_json_is_still_one_event() -> None:
+    assert await payloads_of(b'data: {"a":\ndata: 1}\ndata: {"b": 2}\n\n') == [b'{"a":\n1}\n{"b": 2}']

@@ -14,9 +14,9 @@ from ..catalog import Catalog
 from ..errors import BadRequest, ProxyError, ollama_body
 from ..http import NDJSON, StreamResponse, encode_stream, json_body, json_response, started
 from ..translate import ollama_request as to_openai
-from ..translate.answer import pieces
-from ..translate.ollama_answer import Kind, collect, embed_answer, load_answer, ndjson_line, ollama_chunks, ollama_lines
-from ..translate.streams import openai_chunk_batches, openai_chunks
+from ..translate.ollama_answer import Kind, collect_batches, embed_answer, load_answer, ndjson_line, ollama_lines
+from ..translate.overrides import native_request as native_overrides
+from ..translate.streams import openai_chunk_batches
 from ..upstream import Upstreams
 
 router = APIRouter()
@@ -55,6 +55,7 @@ async def _answer(request: Request, kind: Kind) -> Response:
     if _is_load(req, kind):
         return json_response(load_answer(kind, model, unload=_unloads(req.get("keep_alive"))))
     capabilities = frozenset(card.capabilities)
+    req = native_overrides(req, card.options)
     if kind == "chat":
         body = to_openai.chat_request(req, upstream_model=card.upstream_id, capabilities=capabilities)
         path = "/chat/completions"
@@ -66,12 +67,9 @@ async def _answer(request: Request, kind: Kind) -> Response:
     response = await upstreams.send(target, "POST", path, body=body, client_headers=request.headers)
     await response.raise_for_error()
     catalog.touch(card)
-    host = target.host
+    batches = openai_chunk_batches(response.chunks(), content_type=response.content_type, host=target.host)
     if not stream:
-        upstream_chunks = openai_chunks(response.chunks(), content_type=response.content_type, host=host)
-        chunks = ollama_chunks(pieces(upstream_chunks), kind=kind, model=model, started_ns=started_ns)
-        return json_response(await collect(chunks, kind))
-    batches = openai_chunk_batches(response.chunks(), content_type=response.content_type, host=host)
+        return json_response(await collect_batches(batches, kind=kind, model=model, started_ns=started_ns))
     lines = ollama_lines(batches, kind=kind, model=model, started_ns=started_ns)
     first: AsyncIterator[bytes] = await started(lines)
     return StreamResponse(encode_stream(first, bytes, _error_line), media_type=NDJSON)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,11 +73,12 @@ class ToolCallNumbering:
     send `index: 0` for every parallel call, told apart only by their ids.
     """
 
-    __slots__ = ("_by_id", "_by_index", "_last", "_used")
+    __slots__ = ("_by_id", "_by_index", "_last", "_named", "_used")
 
     def __init__(self) -> None:
         self._by_id: dict[str, int] = {}
         self._by_index: dict[int, int] = {}  # the server's index → ours, for the latest call given it
+        self._named: set[int] = set()  # our indices whose call has an id
         self._used: set[int] = set()
         self._last = 0
 
@@ -85,15 +86,18 @@ class ToolCallNumbering:
         if call_id and call_id in self._by_id:
             index = self._by_id[call_id]
         elif type(raw_index) is int:
-            if not call_id:
-                index = self._by_index.get(raw_index, raw_index)
-            else:
-                taken = raw_index in self._by_index or raw_index in self._used
-                index = self._fresh() if taken else raw_index
+            index = self._by_index.get(raw_index)
+            if index is None:
+                index = self._fresh() if raw_index in self._used else raw_index
                 self._by_index[raw_index] = index
+            elif call_id and index in self._named:  # another id at a taken index: a new call
+                index = self._by_index[raw_index] = self._fresh()
+            if call_id:
                 self._by_id[call_id] = index
+                self._named.add(index)
         elif call_id:
             index = self._by_id[call_id] = self._fresh()
+            self._named.add(index)
         else:
             index = self._last if position == 0 or not self._used else self._fresh()
         self._used.add(index)
@@ -157,29 +161,33 @@ def piece_from_chunk(chunk: dict[str, Any], numbering: ToolCallNumbering | None 
     choice = choices[0]
     if type(choice) is not dict:
         return Piece(usage=usage)
-    piece = Piece(usage=usage, finish_reason=choice.get("finish_reason") or None)
+    content = thinking = ""
+    calls: list[ToolCallFragment] = []
     delta = choice.get("delta") or choice.get("message")
     if type(delta) is dict:
-        content = delta.get("content")
-        if content and type(content) is str:
-            piece.content = content
-        thinking = delta.get("reasoning_content") or delta.get("reasoning")
-        if thinking and type(thinking) is str:
-            piece.thinking = thinking
-        calls = delta.get("tool_calls")
-        if calls:
-            piece.tool_calls = _fragments(calls, ToolCallNumbering() if numbering is None else numbering)
-    text = choice.get("text")
-    if text and type(text) is str:
-        piece.content += text
+        value = delta.get("content")
+        if value and type(value) is str:
+            content = value
+        value = delta.get("reasoning_content") or delta.get("reasoning")
+        if value and type(value) is str:
+            thinking = value
+        value = delta.get("tool_calls")
+        if value:
+            calls = _fragments(value, ToolCallNumbering() if numbering is None else numbering)
+    else:
+        value = choice.get("text")  # legacy /completions
+        if value and type(value) is str:
+            content = value
     logprobs = choice.get("logprobs")
     if logprobs and type(logprobs) is dict:
-        content_logprobs = logprobs.get("content")
-        piece.logprobs = content_logprobs if type(content_logprobs) is list else _legacy_logprobs(logprobs)
-    return piece
+        value = logprobs.get("content")
+        logprobs = value if type(value) is list else _legacy_logprobs(logprobs)
+    else:
+        logprobs = None
+    return Piece(content, thinking, calls, choice.get("finish_reason") or None, usage, logprobs)
 
 
-async def pieces(chunks: AsyncIterable[dict[str, Any]]) -> AsyncIterator[Piece]:
+async def pieces(chunks: AsyncIterable[dict[str, Any]]) -> AsyncGenerator[Piece, None]:
     """The pieces of one answer; the chunk source is closed however the iteration ends."""
     numbering = ToolCallNumbering()
     try:

@@ -1,13 +1,14 @@
 """Upstream answers (as `Piece`s) → Ollama native answers for /api/chat, /api/generate, /api/embed.
 
-`OllamaEncoder` holds the state of one answer; `ollama_chunks` (chunk dicts, for `collect`) and
-`ollama_lines` (NDJSON bytes, the streamed route's hot path) drive it.
+`OllamaEncoder` holds the state of one answer. `ollama_lines` (NDJSON bytes) and `collect_batches`
+(one object) drive it from upstream chunk batches for the routes; `ollama_chunks` and `collect` do the
+same from `Piece`s, one chunk at a time.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from typing import Any, Literal
 
 from .. import wire
@@ -34,13 +35,14 @@ def now_rfc3339() -> str:
     return f"{_second_text}.{int((now - second) * 1_000_000):06d}Z"
 
 
+def ndjson_lines(items: list[Any]) -> bytes:
+    """NDJSON for `items`, each line ended by LF (`wire.dumps` escapes the Unicode line breaks)."""
+    dumps = wire.dumps
+    return b"\n".join([dumps(item) for item in items]) + b"\n"
+
+
 def ndjson_line(obj: Any) -> bytes:
-    """One NDJSON line. Beyond what `wire.dumps` escapes (U+2028, U+2029), U+0085 is escaped too:
-    ollama-python reads lines with httpx's `aiter_lines`, which also breaks lines there."""
-    data = wire.dumps(obj)
-    if b"\xc2\x85" in data:
-        data = data.replace(b"\xc2\x85", b"\\u0085")
-    return data + b"\n"
+    return ndjson_lines([obj])
 
 
 def done_reason(finish_reason: str | None) -> str:
@@ -80,10 +82,21 @@ class OllamaEncoder:
     (nanoseconds): prompt evaluation lasts until the first output arrives.
     """
 
-    __slots__ = ("_chat", "_clock", "_first_ns", "_kind", "_model", "_started_ns", "_tools", "finish_reason", "usage")
+    __slots__ = (
+        "_chat",
+        "_clock",
+        "_first_ns",
+        "_kind",
+        "_model",
+        "_started_ns",
+        "_tools",
+        "created_at",
+        "finish_reason",
+        "usage",
+    )
 
     def __init__(self, kind: Kind, model: str, started_ns: int, clock: Callable[[], int] = time.perf_counter_ns):
-        self._kind = kind
+        self._kind: Kind = kind
         self._chat = kind == "chat"
         self._model = model
         self._started_ns = started_ns
@@ -92,6 +105,8 @@ class OllamaEncoder:
         self._tools = ToolCallAssembler()
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
+        # The time the chunks being fed arrived; the caller refreshes it per upstream read.
+        self.created_at = now_rfc3339()
 
     def feed(self, piece: Piece) -> dict[str, Any] | None:
         if piece.tool_calls:
@@ -110,9 +125,9 @@ class OllamaEncoder:
             message: dict[str, Any] = {"role": "assistant", "content": content}
             if thinking:
                 message["thinking"] = thinking
-            chunk = {"model": self._model, "created_at": now_rfc3339(), "message": message, "done": False}
+            chunk = {"model": self._model, "created_at": self.created_at, "message": message, "done": False}
         else:
-            chunk = {"model": self._model, "created_at": now_rfc3339(), "response": content, "done": False}
+            chunk = {"model": self._model, "created_at": self.created_at, "response": content, "done": False}
             if thinking:
                 chunk["thinking"] = thinking
         if piece.logprobs:
@@ -153,11 +168,12 @@ async def ollama_chunks(
     model: str,
     started_ns: int,
     clock: Callable[[], int] = time.perf_counter_ns,
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """Native chunks one at a time, the `done` chunk last; the pieces are closed however it ends."""
     encoder = OllamaEncoder(kind, model, started_ns, clock)
     try:
         async for piece in pieces:
+            encoder.created_at = now_rfc3339()
             chunk = encoder.feed(piece)
             if chunk is not None:
                 yield chunk
@@ -176,7 +192,7 @@ async def ollama_lines(
     model: str,
     started_ns: int,
     clock: Callable[[], int] = time.perf_counter_ns,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """NDJSON for upstream chunk batches (see `openai_chunk_batches`): one write per batch.
 
     The streamed route's hot path: chunks, pieces and native chunks are read in one loop
@@ -186,37 +202,69 @@ async def ollama_lines(
     numbering = ToolCallNumbering()
     try:
         async for batch in batches:
+            encoder.created_at = now_rfc3339()
             lines = []
             for upstream_chunk in batch:
                 chunk = encoder.feed(piece_from_chunk(upstream_chunk, numbering))
                 if chunk is not None:
-                    lines.append(ndjson_line(chunk))
+                    lines.append(chunk)
             if lines:
-                yield b"".join(lines)
+                yield ndjson_lines(lines)
     finally:
         aclose = getattr(batches, "aclose", None)
         if aclose is not None:
             await aclose()
-    yield b"".join([ndjson_line(chunk) for chunk in encoder.finish()])
+    yield ndjson_lines(encoder.finish())
 
 
 async def collect(chunks: AsyncIterable[dict[str, Any]], kind: Kind) -> dict[str, Any]:
-    """One non-streamed answer from a chunk stream: texts, tool calls and logprobs joined, the rest
-    (done_reason, metrics) from the final chunk."""
+    """One non-streamed answer from a chunk stream (see `joined`)."""
+    return joined([chunk async for chunk in chunks], kind)
+
+
+async def collect_batches(
+    batches: AsyncIterable[list[dict[str, Any]]],
+    *,
+    kind: Kind,
+    model: str,
+    started_ns: int,
+    clock: Callable[[], int] = time.perf_counter_ns,
+) -> dict[str, Any]:
+    """The non-streamed answer to the upstream chunk batches that `ollama_lines` would stream."""
+    encoder = OllamaEncoder(kind, model, started_ns, clock)
+    numbering = ToolCallNumbering()
+    chunks = []
+    try:
+        async for batch in batches:
+            for upstream_chunk in batch:
+                chunk = encoder.feed(piece_from_chunk(upstream_chunk, numbering))
+                if chunk is not None:
+                    chunks.append(chunk)
+    finally:
+        aclose = getattr(batches, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    chunks += encoder.finish()
+    answer = joined(chunks, kind)
+    answer["created_at"] = now_rfc3339()
+    return answer
+
+
+def joined(chunks: list[dict[str, Any]], kind: Kind) -> dict[str, Any]:
+    """Streamed chunks as one answer: texts, tool calls and logprobs joined, the rest (done_reason,
+    metrics) from the final chunk."""
     content: list[str] = []
     thinking: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     logprobs: list[Any] = []
-    final: dict[str, Any] = {}
     text_key = "content" if kind == "chat" else "response"
-    async for chunk in chunks:
+    for chunk in chunks:
         part = chunk["message"] if kind == "chat" else chunk
         content.append(part.get(text_key, ""))
         thinking.append(part.get("thinking", ""))
         tool_calls.extend(part.get("tool_calls", ()))
         logprobs.extend(chunk.get("logprobs", ()))
-        final = chunk
-    answer = dict(final)
+    answer = dict(chunks[-1]) if chunks else {}
     text, reasoning = "".join(content), "".join(thinking)
     if kind == "chat":
         message: dict[str, Any] = {"role": "assistant", "content": text}

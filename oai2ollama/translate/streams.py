@@ -1,13 +1,13 @@
 """Byte-stream stages: upstream body bytes → lines → SSE payloads → OpenAI chunk dicts.
 
 Each stage has a synchronous core fed one network read at a time (`LineSplitter`, `EventReader`)
-and an async wrapper (`split_lines`, `sse_payloads`). `openai_chunks` drives both cores inside one
-generator: every extra async stage would cost a suspension per chunk on the hot path.
+and an async wrapper (`split_lines`, `sse_payloads`). `openai_chunk_batches` drives both cores
+inside one generator: every extra async stage would cost a suspension per chunk on the hot path.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from typing import Any
 
 from .. import wire
@@ -59,8 +59,9 @@ class LineSplitter:
 class EventReader:
     """The `data` of each server-sent event; comments (`: keep-alive`) and other fields are skipped.
 
-    Multi-line data is joined with LF, as the SSE spec says. `done` turns true at `[DONE]`,
-    after which nothing more is read.
+    Multi-line data is joined with LF, as the SSE spec says. Some servers end each event with one
+    LF only: a `data:` line that follows a complete JSON object then starts a new event. `done`
+    turns true at `[DONE]`, after which nothing more is read.
     """
 
     __slots__ = ("_data", "done")
@@ -74,6 +75,8 @@ class EventReader:
         data = self._data
         for line in lines:
             if line.startswith(b"data:"):
+                if data and len(data) == 1 and _whole_object(data[0]):
+                    payloads.append(data.pop())
                 data.append(line[6:] if line.startswith(b"data: ") else line[5:])
             elif not line and data:
                 payload = data[0] if len(data) == 1 else b"\n".join(data)
@@ -87,6 +90,10 @@ class EventReader:
     def close(self) -> list[bytes]:
         """An event the body ended in without its closing blank line."""
         return [] if self.done else self.feed([b""])
+
+
+def _whole_object(data: bytes) -> bool:
+    return data.startswith(b"{") and data.rstrip().endswith(b"}")
 
 
 async def split_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
@@ -139,7 +146,7 @@ def decode_chunk(payload: bytes, host: str) -> dict[str, Any]:
 
 async def openai_chunk_batches(
     body: AsyncIterable[bytes], *, content_type: str, host: str
-) -> AsyncIterator[list[dict[str, Any]]]:
+) -> AsyncGenerator[list[dict[str, Any]], None]:
     """The chunk dicts of an upstream answer to a streamed request, one non-empty list per read.
 
     Encoders that write a batch as one piece turn a network read into one write: a socket
@@ -201,7 +208,9 @@ def _decode_all(payloads: list[bytes], host: str) -> tuple[list[dict[str, Any]],
     return batch, None
 
 
-async def openai_chunks(body: AsyncIterable[bytes], *, content_type: str, host: str) -> AsyncIterator[dict[str, Any]]:
+async def openai_chunks(
+    body: AsyncIterable[bytes], *, content_type: str, host: str
+) -> AsyncGenerator[dict[str, Any], None]:
     """The same chunk dicts one at a time."""
     batches = openai_chunk_batches(body, content_type=content_type, host=host)
     try:
