@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .catalog import Catalog, catalog_config
 from .config import Settings
 from .errors import ProxyError, anthropic_body, ollama_body, openai_body
+from .guards import Guards, policy_from
 from .http import json_response
 from .routes import anthropic, discovery, native, openai
 from .upstream import Target, Upstreams
@@ -106,6 +107,7 @@ def create_app(settings: Settings, *, upstreams: Upstreams | None = None) -> Fas
     pooled client is opened when the app starts and closed when it stops."""
     # Read once, now: a bad config file stops the start-up (cli prints the ValueError, exits 2).
     catalog_settings = catalog_config(settings)
+    guard_policy = policy_from(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -131,17 +133,22 @@ def create_app(settings: Settings, *, upstreams: Upstreams | None = None) -> Fas
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # FastAPI's built-in OpenTelemetry checks the global providers on every request;
+        # the request log above is this server's telemetry.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    app.state.guards = guard_policy
     if upstreams is not None:
         app.state.upstreams = upstreams
         app.state.catalog = _catalog(upstreams)
-    app.include_router(discovery.router)
-    app.include_router(native.router)
-    app.include_router(openai.router)
-    app.include_router(anthropic.router)
+    # Routes are matched in order: the inference routes, which carry the load, come first.
+    for module in (openai, native, anthropic, discovery):
+        app.router.routes.extend(module.routes)
     app.add_exception_handler(ProxyError, _proxy_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+    # Added first, so it runs inside the request log: refused requests are logged too.
+    app.add_middleware(Guards, policy=guard_policy, render=error_response)
     app.add_middleware(RequestLog)
     return app

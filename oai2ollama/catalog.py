@@ -20,6 +20,7 @@ from . import config_file
 from .config import Settings
 from .config_file import Globs, ModelRule, passes, settings_for
 from .errors import ProxyError, model_not_found
+from .guards import caller_models
 from .translate.models import ModelCard, describe, listing_entries, ollama_name
 from .upstream import Target, Upstreams
 
@@ -122,7 +123,7 @@ class Catalog:
         self._failing: dict[str, str] = {}  # upstream name → the failure last logged
         self._shadowed: set[tuple[str, str]] = set()
         self._cards: list[ModelCard] = []
-        self._views: dict[str, Any] = {}
+        self._views: dict[str | tuple[str, tuple[str, ...]], Any] = {}
         self._exact: dict[str, ModelCard] = {}
         self._aliases: dict[str, ModelCard] = {}
         self._fetched_at: float | None = None
@@ -141,20 +142,33 @@ class Catalog:
         return self._targets.get(card.upstream, self._sources[0].target)
 
     async def cards(self) -> list[ModelCard]:
-        """The listed models (hidden ones excluded), in upstream order."""
+        """The listed models (hidden ones excluded) the caller's key may use, in upstream order."""
         await self._fresh()
-        return self._cards
+        return _visible(self._cards)
 
     async def resolve(self, name: object) -> ModelCard:
-        """The card for a client's model name: exact name, then alias, then without `:latest`."""
+        """The card for a client's model name: exact name, then alias, then without `:latest`.
+
+        Every route that uses a model resolves it here, so this is where a key limited to some
+        models (see `guards.caller_models`) is refused any other: 403.
+        """
         if not isinstance(name, str) or not name:
             raise ProxyError("model is required", status=400)
         await self._fresh()
         card = self._lookup(name.lower()) or self._passthrough(name)
-        if card is not None:
-            return card
-        self._refresh_soon()  # a model added upstream since the last refresh is found next time
-        raise model_not_found(name)
+        if card is None:
+            self._refresh_soon()  # a model added upstream since the last refresh is found next time
+            raise model_not_found(name)
+        allowed = caller_models.get()
+        if allowed is not None and not _permits(allowed, card):
+            raise ProxyError(f"this API key may not use model '{name}'", status=403)
+        return card
+
+    async def check_access(self, name: object) -> None:
+        """Refuse (403, or 404 if unknown) a model the caller's key may not use; routes that need no
+        card (token counting) call this, the others get the same check from `resolve`."""
+        if caller_models.get() is not None:
+            await self.resolve(name)
 
     async def refresh(self) -> None:
         """Fetch every upstream's list now, whatever the TTL says (joins a refresh under way)."""
@@ -169,10 +183,13 @@ class Catalog:
             await asyncio.gather(self._refresh, return_exceptions=True)
 
     def rendered(self, view: str, render: Callable[[list[ModelCard]], T]) -> T:
-        """`render(listed cards)`, computed once per refresh: e.g. the whole /api/tags answer."""
-        if view not in self._views:
-            self._views[view] = render(self._cards)
-        return self._views[view]  # type: ignore[no-any-return]
+        """`render(listed cards)`, computed once per refresh (and per model-limited key): e.g. the
+        whole /api/tags answer."""
+        allowed = caller_models.get()
+        key = view if allowed is None else (view, allowed.patterns)
+        if key not in self._views:
+            self._views[key] = render(_visible(self._cards))
+        return self._views[key]  # type: ignore[no-any-return]
 
     def touch(self, card: ModelCard) -> None:
         self._used[card.name] = time.time()
@@ -183,7 +200,12 @@ class Catalog:
         recent = [(name, used + KEEP_ALIVE_SECONDS) for name, used in self._used.items()]
         recent = [item for item in recent if item[1] > now]
         recent.sort(key=lambda item: item[1], reverse=True)
-        return [(self._exact[name.lower()], expires) for name, expires in recent if name.lower() in self._exact]
+        allowed = caller_models.get()
+        return [
+            (self._exact[name.lower()], expires)
+            for name, expires in recent
+            if name.lower() in self._exact and (allowed is None or _permits(allowed, self._exact[name.lower()]))
+        ]
 
     def _lookup(self, key: str) -> ModelCard | None:
         keys = (key, key.removesuffix(":latest")) if key.endswith(":latest") else (key,)
@@ -323,3 +345,20 @@ class Catalog:
         self._aliases = {card.alias.lower(): card for card in kept if card.alias}
         self._cards = [card for card in kept if not card.hidden]
         self._views.clear()
+
+
+def _permits(allowed: Globs, card: ModelCard) -> bool:
+    """A key's globs name a model as clients do: its listed name, with or without `:latest`, or its
+    id before any alias."""
+    return (
+        allowed.match(card.name)
+        or allowed.match(card.name.removesuffix(":latest"))
+        or (card.client_id != "" and allowed.match(card.client_id))
+    )
+
+
+def _visible(cards: list[ModelCard]) -> list[ModelCard]:
+    allowed = caller_models.get()
+    if allowed is None:
+        return cards
+    return [card for card in cards if _permits(allowed, card)]

@@ -81,11 +81,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     import uvicorn
 
     from .app import create_app
+    from .guards import is_loopback
 
     try:
         app = create_app(settings)
     except ValueError as exc:
         fail(str(exc))
+    if not is_loopback(settings.host) and not app.state.guards.keys:
+        warn(
+            f"listening on {settings.host}:{settings.port} without an API key: anyone who can reach this port "
+            "can use the upstream (and its key) through oai2ollama; set --server-api-key "
+            "(env OAI2OLLAMA_SERVER_API_KEYS) or [[keys]] in --config"
+        )
     uvicorn.run(
         app,
         host=settings.host,
@@ -93,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_level=settings.log_level,
         access_log=False,
         server_header=False,
+        proxy_headers=False,  # nothing reads the client address; X-Forwarded-* would only cost time
         loop="auto",
         http="auto",
         timeout_graceful_shutdown=5,

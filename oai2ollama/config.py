@@ -22,6 +22,26 @@ Capability = Literal["tools", "insert", "vision", "embedding", "thinking"]
 # The most recent stable Ollama release this server imitates; clients gate features on it
 # (Copilot needs >= 0.6.4; tool-call ids arrived in 0.12.10; Anthropic routes in 0.14.0).
 DEFAULT_OLLAMA_VERSION = "0.32.15"
+# Several full-size base64 images fit; a runaway or hostile client is cut off long before memory is.
+DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
+
+_BYTE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_bytes(value: str) -> int:
+    """A size in bytes: 1048576, "512k", "64m", "1g" (binary: k is 1024; "64MiB" and "64mb" too)."""
+    parsed = re.fullmatch(r"\s*(\d+)\s*(?:([kmg])i?b?|b)?\s*", value, re.IGNORECASE)
+    if not parsed:
+        raise ValueError(f"invalid size {value!r} (use e.g. 67108864, 512k or 64m)")
+    return int(parsed.group(1)) * _BYTE_UNITS[(parsed.group(2) or "").lower()]
+
+
+def describe_bytes(size: int) -> str:
+    """64 MiB, 1.5 KiB or 1000 bytes: the way sizes are worded in messages."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor:
+            return f"{size // factor} {unit}" if size % factor == 0 else f"{size / factor:.1f} {unit}"
+    return f"{size} bytes"
 
 
 def _split_list(value: object) -> object:
@@ -96,16 +116,44 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("config", "OAI2OLLAMA_CONFIG"),
         description="Optional TOML file with upstreams and per-model settings (env OAI2OLLAMA_CONFIG)",
     )
+    origins: Annotated[list[str], NoDecode] = Field(
+        [],
+        validation_alias=AliasChoices("origins", "OLLAMA_ORIGINS"),
+        description="Browser origins allowed besides localhost and apps, * as wildcard: https://*.example.com "
+        "(env OLLAMA_ORIGINS, comma list)",
+    )
+    server_api_key: Annotated[list[SecretStr], NoDecode] = Field(
+        [],
+        validation_alias=AliasChoices("server_api_key", "OAI2OLLAMA_SERVER_API_KEYS"),
+        description="Key clients must send (Authorization: Bearer or x-api-key); repeat for several "
+        "(env OAI2OLLAMA_SERVER_API_KEYS, comma list)",
+    )
+    max_body_size: int = Field(
+        DEFAULT_MAX_BODY_SIZE,
+        gt=0,
+        description="Largest request body accepted, in bytes or with a binary unit: 64m, 512k, 1g",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("capabilities", "capacities", "extra_models", mode="before")
+    @field_validator("capabilities", "capacities", "extra_models", "origins", mode="before")
     @classmethod
     def _lists(cls, value: object) -> object:
         return _split_list(value)
+
+    @field_validator("server_api_key", mode="before")
+    @classmethod
+    def _key_list(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            value = [item.get_secret_value() if isinstance(item, SecretStr) else item for item in value]
+        keys = _split_list(value)
+        # `--server-api-key "$UNSET"` must not quietly start a server without keys.
+        if keys == [] and value not in ([], ()):
+            raise ValueError("an API key must not be empty")
+        return keys
 
     @field_validator("context_lengths", mode="before")
     @classmethod
@@ -118,6 +166,11 @@ class Settings(BaseSettings):
     @classmethod
     def _size(cls, value: object) -> object:
         return _parse_size(value) if isinstance(value, str) else value
+
+    @field_validator("max_body_size", mode="before")
+    @classmethod
+    def _bytes(cls, value: object) -> object:
+        return parse_bytes(value) if isinstance(value, str) else value
 
     @field_validator("base_url")
     @classmethod

@@ -1,4 +1,4 @@
-"""The optional TOML configuration file (`--config PATH`): upstreams and per-model settings.
+"""The optional TOML configuration file (`--config PATH`): upstreams, per-model settings, inbound keys.
 
 `load` reads the file once at start-up into frozen, validated structures. Anything wrong in it
 (unreadable file, invalid TOML, unknown key, wrong type, duplicate name or alias, unset key
@@ -117,11 +117,20 @@ class Defaults:
 
 
 @dataclass(frozen=True)
+class InboundKey:
+    """One `[[keys]]` table: a key clients may send, and the models it may use (None: every model)."""
+
+    key: str = field(repr=False)
+    models: Globs | None = None
+
+
+@dataclass(frozen=True)
 class ConfigFile:
     path: Path
     upstreams: tuple[UpstreamConfig, ...] = ()
     models: tuple[ModelRule, ...] = ()
     defaults: Defaults = field(default_factory=Defaults)
+    keys: tuple[InboundKey, ...] = ()
 
 
 def settings_for(model_id: str, rules: Sequence[ModelRule]) -> ModelSettings | None:
@@ -149,7 +158,8 @@ def settings_for(model_id: str, rules: Sequence[ModelRule]) -> ModelSettings | N
 
 
 def load(path: Path | str, environ: Mapping[str, str] | None = None) -> ConfigFile:
-    """Read and validate the file; `environ` (default: the process environment) serves `api_key_env`."""
+    """Read and validate the file; `environ` (default: the process environment) serves `api_key_env`
+    and `key_env`."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -166,11 +176,12 @@ def load(path: Path | str, environ: Mapping[str, str] | None = None) -> ConfigFi
 
 def parse(data: Mapping[str, Any], *, path: Path, environ: Mapping[str, str]) -> ConfigFile:
     reader = _Reader(path)
-    reader.keys(data, "", ("upstreams", "models", "defaults"))
+    reader.keys(data, "", ("upstreams", "models", "defaults", "keys"))
     upstreams = reader.upstreams(data.get("upstreams", []), environ)
     models = reader.models(data.get("models", {}))
     defaults = reader.defaults(data.get("defaults", {}))
-    return ConfigFile(path=path, upstreams=upstreams, models=models, defaults=defaults)
+    keys = reader.inbound_keys(data.get("keys", []), environ)
+    return ConfigFile(path=path, upstreams=upstreams, models=models, defaults=defaults, keys=keys)
 
 
 class _Reader:
@@ -335,6 +346,42 @@ class _Reader:
         if "capabilities" in table:
             capabilities = self.capabilities(table["capabilities"], "[defaults] capabilities", DEFAULT_CAPABILITIES)
         return Defaults(context_length=context_length, capabilities=capabilities)
+
+    def inbound_keys(self, value: Any, environ: Mapping[str, str]) -> tuple[InboundKey, ...]:
+        if not isinstance(value, list):
+            raise self.fail("keys", "must be an array of tables: write [[keys]]")
+        found: list[InboundKey] = []
+        for number, item in enumerate(value, 1):
+            where = f"[[keys]] #{number}"
+            key = self.inbound_key(self.table(item, where), where, environ)
+            same = next((n for n, other in enumerate(found, 1) if other.key == key.key), None)
+            if same is not None:
+                # Two tables with one key would leave its model list ambiguous; never echo the key.
+                raise self.fail(where, f"the same key as [[keys]] #{same}; give each key once")
+            found.append(key)
+        return tuple(found)
+
+    def inbound_key(self, table: Mapping[str, Any], where: str, environ: Mapping[str, str]) -> InboundKey:
+        self.keys(table, where, ("key", "key_env", "models"))
+        if "key" in table and "key_env" in table:
+            raise self.fail(_join(where, "key_env"), "give key or key_env, not both")
+        if "key" in table:
+            # Stripped as HTTP strips header values, or a stray space would make the key unusable.
+            key = self.string(table["key"], _join(where, "key")).strip()
+        elif "key_env" in table:
+            variable = self.string(table["key_env"], _join(where, "key_env"))
+            key = environ.get(variable, "").strip()
+            if not key:
+                raise self.fail(_join(where, "key_env"), f"environment variable {variable} is not set or empty")
+        else:
+            raise self.fail(where, "needs key or key_env")
+        models = None
+        if "models" in table:
+            patterns = self.strings(table["models"], _join(where, "models"))
+            if not patterns:
+                raise self.fail(_join(where, "models"), "lists no model; leave it out to allow every model")
+            models = Globs(patterns)
+        return InboundKey(key, models)
 
 
 def _join(where: str, key: str) -> str:

@@ -153,7 +153,7 @@ UPSTREAM = '[[upstreams]]\nname = "a"\nbase_url = "http://a.test/v1"\n'
 @pytest.mark.parametrize(
     ("text", "where", "problem"),
     [
-        ("port = 1\n", "port", "unknown key (expected one of: upstreams, models, defaults)"),
+        ("port = 1\n", "port", "unknown key (expected one of: upstreams, models, defaults, keys)"),
         ("[model.x]\nalias = 'y'\n", "model", "unknown key; did you mean 'models'?"),
         (UPSTREAM + "api_kye = 'k'\n", "[[upstreams]] #1 api_kye", "unknown key; did you mean 'api_key'?"),
         ("[models.m]\ncontext = 1\n", '[models."m"] context', "unknown key; did you mean 'context_length'?"),

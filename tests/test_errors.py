@@ -121,7 +121,7 @@ async def test_unexpected_failure_is_still_an_answer(app: Any, monkeypatch: pyte
 
     monkeypatch.setattr(app.state.catalog, "cards", broken)
     transport = httpx.ASGITransport(app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:11434") as http:
         response = await http.get(path)
     assert response.status_code == 500
     assert "RuntimeError" in check(path, response)

@@ -203,7 +203,7 @@ async def test_unreachable_upstream_is_502_openai_shaped(settings: Settings) -> 
     upstreams = Upstreams(connect_timeout=2)
     try:
         app = create_app(settings, upstreams=upstreams)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as http:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://127.0.0.1:11434") as http:
             response = await http.post("/v1/chat/completions", json={"model": "anything", "messages": HELLO})
     finally:
         await upstreams.aclose()
@@ -396,7 +396,7 @@ async def test_models_include_extras_when_upstream_fails(fake: FakeUpstream, set
     upstreams = Upstreams(transport=fake.transport())
     try:
         app = create_app(settings.model_copy(update={"extra_models": ["mine"]}), upstreams=upstreams)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as http:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://127.0.0.1:11434") as http:
             listing = (await http.get("/v1/models")).json()
     finally:
         await upstreams.aclose()
@@ -409,7 +409,7 @@ async def test_base_url_trailing_slash_makes_no_double_slash(fake: FakeUpstream)
     upstreams = Upstreams(transport=fake.transport())
     try:
         app = create_app(settings, upstreams=upstreams)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as http:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://127.0.0.1:11434") as http:
             await http.post("/v1/chat/completions", json={"model": "gpt-test", "messages": HELLO})
     finally:
         await upstreams.aclose()

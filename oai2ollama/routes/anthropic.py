@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import wire
@@ -20,8 +20,9 @@ from ..translate.anthropic_request import estimate_input_tokens, messages_reques
 from ..translate.overrides import openai_request as openai_overrides
 from ..translate.streams import openai_chunks
 from ..upstream import Upstreams
+from . import RouteTable
 
-router = APIRouter()
+routes = RouteTable()
 
 
 def _frame(event: dict[str, Any]) -> bytes:
@@ -32,7 +33,7 @@ def _error_frame(exc: ProxyError) -> bytes:
     return wire.sse_frame(anthropic_body(exc.status, exc.message), event="error")
 
 
-@router.post("/v1/messages")
+@routes("/v1/messages", "POST")
 async def messages(request: Request) -> Response:
     req = await json_body(request)
     catalog: Catalog = request.app.state.catalog
@@ -54,11 +55,13 @@ async def messages(request: Request) -> Response:
     return StreamResponse(encode_stream(first, _frame, _error_frame), media_type=SSE)
 
 
-@router.post("/v1/messages/count_tokens")
+@routes("/v1/messages/count_tokens", "POST")
 async def count_tokens(request: Request) -> Response:
     """An estimate that needs no upstream call; see `estimate_input_tokens` for how it is made."""
     req = await json_body(request)
     if not isinstance(req.get("model"), str) or not req["model"]:
         raise BadRequest("model: Field required")
     request.state.model = req["model"]
+    catalog: Catalog = request.app.state.catalog
+    await catalog.check_access(req["model"])
     return json_response({"input_tokens": estimate_input_tokens(req)})

@@ -7,7 +7,7 @@ pull before use proceed; the others say clearly why they cannot work.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from .. import wire
@@ -15,8 +15,9 @@ from ..catalog import Catalog
 from ..errors import ProxyError
 from ..http import JSON, NDJSON, json_body, json_response
 from ..translate.models import ps_entry, show_answer, tags_entry
+from . import RouteTable
 
-router = APIRouter()
+routes = RouteTable()
 
 MANAGED_UPSTREAM = "models are served by the upstream and cannot be {} through oai2ollama"
 
@@ -25,17 +26,17 @@ def _catalog(request: Request) -> Catalog:
     return request.app.state.catalog
 
 
-@router.api_route("/", methods=["GET", "HEAD"])
-async def root() -> Response:
+@routes("/", "GET", "HEAD")
+async def root(request: Request) -> Response:
     return PlainTextResponse("Ollama is running")
 
 
-@router.api_route("/api/version", methods=["GET", "HEAD"])
+@routes("/api/version", "GET", "HEAD")
 async def version(request: Request) -> Response:
     return json_response({"version": request.app.state.settings.ollama_version})
 
 
-@router.api_route("/api/tags", methods=["GET", "HEAD"])
+@routes("/api/tags", "GET", "HEAD")
 async def tags(request: Request) -> Response:
     catalog = _catalog(request)
     await catalog.cards()
@@ -46,7 +47,7 @@ async def tags(request: Request) -> Response:
     return Response(body, media_type=JSON)
 
 
-@router.post("/api/show")
+@routes("/api/show", "POST")
 async def show(request: Request) -> Response:
     req = await json_body(request)
     request.state.model = name = req.get("model") or req.get("name")
@@ -55,13 +56,13 @@ async def show(request: Request) -> Response:
     return json_response(show_answer(card, catalog.started))
 
 
-@router.get("/api/ps")
+@routes("/api/ps", "GET")
 async def ps(request: Request) -> Response:
     loaded = _catalog(request).loaded()
     return json_response({"models": [ps_entry(card, expires) for card, expires in loaded]})
 
 
-@router.post("/api/pull")
+@routes("/api/pull", "POST")
 async def pull(request: Request) -> Response:
     req = await json_body(request)
     request.state.model = name = req.get("model") or req.get("name")
@@ -76,27 +77,28 @@ async def pull(request: Request) -> Response:
     return Response(b"".join(wire.ndjson_line(step) for step in steps), media_type=NDJSON)
 
 
-@router.post("/api/push")
-async def push() -> Response:
+@routes("/api/push", "POST")
+async def push(request: Request) -> Response:
     raise ProxyError(MANAGED_UPSTREAM.format("pushed"), status=400)
 
 
-@router.post("/api/create")
-async def create() -> Response:
+@routes("/api/create", "POST")
+async def create(request: Request) -> Response:
     raise ProxyError(MANAGED_UPSTREAM.format("created"), status=400)
 
 
-@router.post("/api/copy")
-async def copy() -> Response:
+@routes("/api/copy", "POST")
+async def copy(request: Request) -> Response:
     raise ProxyError(MANAGED_UPSTREAM.format("copied"), status=400)
 
 
-@router.delete("/api/delete")
-async def delete() -> Response:
+@routes("/api/delete", "DELETE")
+async def delete(request: Request) -> Response:
     raise ProxyError(MANAGED_UPSTREAM.format("deleted"), status=400)
 
 
-@router.api_route("/api/blobs/{digest}", methods=["HEAD", "POST"])
-async def blobs(digest: str) -> Response:
+@routes("/api/blobs/{digest}", "HEAD", "POST")
+async def blobs(request: Request) -> Response:
+    digest = request.path_params["digest"]
     # HEAD answers "no such blob" so that clients do not try to create models from it.
     raise ProxyError(f"blob {digest} not found: " + MANAGED_UPSTREAM.format("uploaded"), status=404)

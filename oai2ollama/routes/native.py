@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from ..catalog import Catalog
@@ -18,8 +18,9 @@ from ..translate.ollama_answer import Kind, collect_batches, embed_answer, load_
 from ..translate.overrides import native_request as native_overrides
 from ..translate.streams import openai_chunk_batches
 from ..upstream import Upstreams
+from . import RouteTable
 
-router = APIRouter()
+routes = RouteTable()
 
 # A zero Go duration: "0", "0s", "0m0s", "0.0h"…; `keep_alive` set to it unloads the model.
 _ZERO_DURATION = re.compile(r"(?:0+(?:\.0*)?(?:ns|us|µs|ms|s|m|h)?)+")
@@ -75,12 +76,12 @@ async def _answer(request: Request, kind: Kind) -> Response:
     return StreamResponse(encode_stream(first, bytes, _error_line), media_type=NDJSON)
 
 
-@router.post("/api/chat")
+@routes("/api/chat", "POST")
 async def chat(request: Request) -> Response:
     return await _answer(request, "chat")
 
 
-@router.post("/api/generate")
+@routes("/api/generate", "POST")
 async def generate(request: Request) -> Response:
     return await _answer(request, "generate")
 
@@ -105,7 +106,7 @@ async def _embeddings(request: Request, req: dict[str, Any], inputs: list[str], 
     )
 
 
-@router.post("/api/embed")
+@routes("/api/embed", "POST")
 async def embed(request: Request) -> Response:
     started_ns = time.perf_counter_ns()
     req = await json_body(request)
@@ -115,7 +116,7 @@ async def embed(request: Request) -> Response:
     return json_response(await _embeddings(request, req, inputs, started_ns))
 
 
-@router.post("/api/embeddings")
+@routes("/api/embeddings", "POST")
 async def embeddings(request: Request) -> Response:
     """The legacy route: one `prompt`, one `embedding`, no metrics."""
     started_ns = time.perf_counter_ns()

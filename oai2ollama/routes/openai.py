@@ -7,7 +7,7 @@ are dropped on the way up.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import wire
@@ -19,8 +19,9 @@ from ..translate.openai_request import upstream_request
 from ..translate.overrides import openai_request as openai_overrides
 from ..upstream import Response as UpstreamResponse
 from ..upstream import Upstreams, relayed_headers
+from . import RouteTable
 
-router = APIRouter()
+routes = RouteTable()
 
 
 def _sse_error(exc: ProxyError) -> bytes:
@@ -33,6 +34,14 @@ def _same(chunk: bytes) -> bytes:
 
 def _no_bytes(exc: ProxyError) -> bytes:
     return b""
+
+
+SMALL_DOCUMENT = 1 << 20
+
+
+def _small_document(response: UpstreamResponse) -> bool:
+    length = response.headers.get("content-length", "")
+    return "event-stream" not in response.content_type and length.isdigit() and int(length) <= SMALL_DOCUMENT
 
 
 async def _relay(request: Request, path: str) -> Response:
@@ -48,6 +57,10 @@ async def _relay(request: Request, path: str) -> Response:
     if not response.ok:
         return await _relay_error(response)
     catalog.touch(card)
+    if _small_document(response):
+        # A non-streamed answer of known, modest size is one JSON document: sent whole with its
+        # length, it skips the streaming machinery, and a read failure is still a proper error.
+        return Response(await response.read(), status_code=response.status, headers=relayed_headers(response.headers))
     on_error = _sse_error if "event-stream" in response.content_type else _no_bytes
     return StreamResponse(
         encode_stream(response.chunks(), _same, on_error),
@@ -71,37 +84,38 @@ async def _relay_error(response: UpstreamResponse) -> Response:
     return Response(body, status_code=response.status, headers=headers)
 
 
-@router.post("/v1/chat/completions")
-@router.post("/chat/completions")  # some Copilot builds call the base URL without /v1
+@routes("/v1/chat/completions", "POST")
+@routes("/chat/completions", "POST")  # some Copilot builds call the base URL without /v1
 async def chat_completions(request: Request) -> Response:
     return await _relay(request, "/chat/completions")
 
 
-@router.post("/v1/completions")
+@routes("/v1/completions", "POST")
 async def completions(request: Request) -> Response:
     return await _relay(request, "/completions")
 
 
-@router.post("/v1/embeddings")
+@routes("/v1/embeddings", "POST")
 async def embeddings(request: Request) -> Response:
     return await _relay(request, "/embeddings")
 
 
-@router.post("/v1/responses")
+@routes("/v1/responses", "POST")
 async def responses(request: Request) -> Response:
     return await _relay(request, "/responses")
 
 
-@router.get("/v1/models")
-@router.get("/models")
+@routes("/v1/models", "GET")
+@routes("/models", "GET")
 async def models(request: Request) -> Response:
     catalog: Catalog = request.app.state.catalog
     cards = await catalog.cards()
     return json_response({"object": "list", "data": [openai_model(card, catalog.started) for card in cards]})
 
 
-@router.get("/v1/models/{model:path}")
-async def model(model: str, request: Request) -> Response:
+@routes("/v1/models/{model:path}", "GET")
+async def model(request: Request) -> Response:
+    model: str = request.path_params["model"]
     catalog: Catalog = request.app.state.catalog
     card = await catalog.resolve(model)
     answer = openai_model(card, catalog.started)
