@@ -17,7 +17,7 @@ from .catalog import Catalog, catalog_config
 from .config import Settings
 from .errors import ProxyError, anthropic_body, ollama_body, openai_body
 from .guards import Guards, policy_from
-from .http import json_response
+from .http import CancelOnDisconnect, json_response
 from .routes import anthropic, discovery, native, openai
 from .upstream import Target, Upstreams
 
@@ -149,6 +149,8 @@ def create_app(settings: Settings, *, upstreams: Upstreams | None = None) -> Fas
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
     # Added first, so it runs inside the request log: refused requests are logged too.
+    # Added first, so it runs innermost: it watches the connection once the body has been read.
+    app.add_middleware(CancelOnDisconnect)
     app.add_middleware(Guards, policy=guard_policy, render=error_response)
     app.add_middleware(RequestLog)
     return app

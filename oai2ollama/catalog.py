@@ -152,8 +152,10 @@ class Catalog:
         Every route that uses a model resolves it here, so this is where a key limited to some
         models (see `guards.caller_models`) is refused any other: 403.
         """
-        if not isinstance(name, str) or not name:
+        if name is None or name == "":
             raise ProxyError("model is required", status=400)
+        if not isinstance(name, str):
+            raise ProxyError("model must be a string", status=400)
         await self._fresh()
         card = self._lookup(name.lower()) or self._passthrough(name)
         if card is None:

@@ -1,14 +1,17 @@
-"""Small HTTP helpers shared by the route modules: reading JSON bodies, writing JSON and streams."""
+"""Small HTTP helpers shared by the route modules: reading JSON bodies, writing JSON and streams,
+and `CancelOnDisconnect`, which stops the work of a client that went away."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import wire
 from .errors import BadRequest, ProxyError
@@ -20,13 +23,25 @@ NDJSON = "application/x-ndjson"
 SSE = "text/event-stream"
 
 
+# nginx's status for "the client closed the request": logged, never seen by the client.
+CLIENT_CLOSED = 499
+
+
 async def json_body(request: Request) -> dict[str, Any]:
-    body = await request.body()
+    try:
+        body = await request.body()
+    except ClientDisconnect:
+        raise ProxyError("the client closed the connection before sending its whole request", CLIENT_CLOSED) from None
     if not body.strip():
         raise BadRequest("missing request body")
     try:
         data = wire.loads(body)
     except wire.InvalidJSON as exc:
+        try:
+            body.decode("utf-8")  # only now: the happy path does not pay for a second pass
+        except UnicodeDecodeError as bad:
+            where = f"byte 0x{body[bad.start]:02x} at offset {bad.start}"
+            raise BadRequest(f"invalid JSON in request body: not UTF-8 ({where})") from None
         raise BadRequest(f"invalid JSON in request body: {exc}") from None
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")
@@ -35,6 +50,11 @@ async def json_body(request: Request) -> dict[str, Any]:
 
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(wire.dumps(obj), status_code=status, media_type=JSON, headers=headers)
+
+
+class CutOff(Exception):
+    """Raised by `encode_stream` when a failure cannot be said inside the body: `StreamResponse`
+    then leaves the body unfinished, so that the client sees a broken answer, not a short one."""
 
 
 class StreamResponse(StreamingResponse):
@@ -49,28 +69,51 @@ class StreamResponse(StreamingResponse):
             if aclose is not None:
                 await aclose()
 
+    async def stream_response(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        try:
+            async for chunk in self.body_iterator:
+                if not isinstance(chunk, bytes | memoryview):
+                    chunk = chunk.encode(self.charset)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except CutOff:
+            # Without the closing message the server drops the connection mid-body (an incomplete
+            # chunked body), the only way HTTP/1.1 has to say "this answer is not whole".
+            return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
 
 async def encode_stream(
     items: AsyncIterable[Any],
     encode: Callable[[Any], bytes],
     on_error: Callable[[ProxyError], bytes],
 ) -> AsyncIterator[bytes]:
-    """Encode a stream of answers; a failure after the first byte becomes one final error item."""
+    """Encode a stream of answers; a failure after the first byte becomes one final error item.
+
+    A body with no way to carry an error (a relayed JSON document) has `on_error` return `b""`:
+    `CutOff` is raised instead, and `StreamResponse` breaks the body off.
+    """
     iterator = aiter(items)
     try:
         async for item in iterator:
             yield encode(item)
     except ProxyError as exc:
         log.warning("stream ended early: %s", exc.message)
-        yield on_error(exc)
+        error = exc
     except Exception as exc:
         # The status line is gone already; a bug must still end the stream with a readable error.
         log.exception("unexpected error while streaming")
-        yield on_error(ProxyError(f"internal error in oai2ollama: {type(exc).__name__}"))
+        error = ProxyError(f"internal error in oai2ollama: {type(exc).__name__}")
+    else:
+        return
     finally:
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:
             await aclose()
+    last = on_error(error)
+    if not last:
+        raise CutOff(error.message)
+    yield last
 
 
 async def started(items: AsyncIterator[Any]) -> AsyncIterator[Any]:
@@ -97,3 +140,66 @@ async def started(items: AsyncIterator[Any]) -> AsyncIterator[Any]:
 
 
 _NOTHING = object()
+
+
+class CancelOnDisconnect:
+    """ASGI middleware: a client that goes away before its answer has begun cancels its request.
+
+    Starlette notices a disconnect only while it streams a response. A handler still waiting on
+    the upstream (headers that come late, a first token after a long prompt, a non-streamed answer
+    being collected) would otherwise hold the upstream request until the upstream finished or
+    timed out. Once the request body has been read, the connection is watched: a disconnect
+    before the response starts cancels the handler, whose cleanup closes the upstream request at
+    once; after, it is only passed on, and Starlette's streaming stops as usual.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        gone = asyncio.Event()
+        responding = cancelled = False
+        watcher: asyncio.Task[None] | None = None
+        handler = asyncio.current_task()
+        assert handler is not None
+
+        async def watch() -> None:
+            nonlocal cancelled
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+            if not responding:
+                cancelled = True
+                handler.cancel()
+
+        async def receive_body() -> Message:
+            nonlocal watcher
+            if watcher is not None or gone.is_set():
+                await gone.wait()  # `watch` owns the connection's messages from here
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone.set()
+            elif not message.get("more_body", False):
+                watcher = asyncio.create_task(watch())
+            return message
+
+        async def note_start(message: Message) -> None:
+            nonlocal responding
+            if message["type"] == "http.response.start":
+                responding = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive_body, note_start)
+        except asyncio.CancelledError:
+            # Only the cancellation `watch` caused ends here; the server's own (shutting down) goes on.
+            if not cancelled or handler.uncancel() > 0:
+                raise
+            log.info("%s %s: the client went away before the answer began", scope["method"], scope["path"])
+        finally:
+            if watcher is not None:
+                watcher.cancel()

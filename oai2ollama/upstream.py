@@ -15,7 +15,7 @@ import httpx
 
 from . import __version__, wire
 from .errors import UpstreamError, message_from_body
-from .transport import AiohttpTransport
+from .transport import AiohttpTransport, describe_os_error
 
 log = logging.getLogger("oai2ollama.upstream")
 
@@ -24,6 +24,8 @@ USER_AGENT = f"oai2ollama/{__version__}"
 # the server's own business.
 RELAYED_HEADERS = ("content-type", "retry-after", "x-request-id", "openai-processing-ms")
 RATE_LIMIT_PREFIXES = ("x-ratelimit-", "ratelimit-")
+# An error answer is a message for a person; a gateway that sends megabytes of it is not waited for.
+ERROR_BODY_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,12 @@ class Target:
     @property
     def host(self) -> str:
         return httpx.URL(self.base_url).host or self.base_url
+
+    @property
+    def address(self) -> str:
+        """`host` with the port when the base URL names one: which local server is down matters."""
+        url = httpx.URL(self.base_url)
+        return f"{self.host}:{url.port}" if url.port is not None else self.host
 
     def redact(self, text: str) -> str:
         """Some upstreams quote the key they rejected in their error message; it must not reach a client."""
@@ -57,12 +65,21 @@ def relayed_headers(headers: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+def error_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The upstream headers an error answer of ours keeps (`Retry-After`, rate limits): not its
+    content type, which described the upstream's body, not the error object we write."""
+    kept = relayed_headers(headers)
+    kept.pop("content-type", None)
+    return kept
+
+
 class Response:
     """An upstream answer whose body has not been read yet."""
 
-    def __init__(self, target: Target, response: httpx.Response):
+    def __init__(self, target: Target, response: httpx.Response, read_timeout: float | None = None):
         self.target = target
         self._response = response
+        self._read_timeout = read_timeout
         self.status = response.status_code
         self.headers: Mapping[str, str] = response.headers
         self.content_type = response.headers.get("content-type", "")
@@ -71,13 +88,27 @@ class Response:
     def ok(self) -> bool:
         return self.status < 400
 
-    async def read(self) -> bytes:
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body, or its first `limit` bytes (the rest is not waited for)."""
+        if limit is None:
+            try:
+                return await self._response.aread()
+            except httpx.HTTPError as exc:
+                raise _mid_stream_error(self.target, exc, self._read_timeout) from None
+            finally:
+                await self._response.aclose()
+        parts: list[bytes] = []
+        size = 0
+        chunks = self.chunks()
         try:
-            return await self._response.aread()
-        except httpx.HTTPError as exc:
-            raise _mid_stream_error(self.target, exc) from None
+            async for chunk in chunks:
+                parts.append(chunk)
+                size += len(chunk)
+                if size >= limit:
+                    break
         finally:
-            await self._response.aclose()
+            await chunks.aclose()  # now, not when the generator is collected: the connection goes too
+        return b"".join(parts)[:limit]
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives; the connection is released however the iteration ends."""
@@ -85,7 +116,7 @@ class Response:
             async for chunk in self._response.aiter_bytes():
                 yield chunk
         except httpx.HTTPError as exc:
-            raise _mid_stream_error(self.target, exc) from None
+            raise _mid_stream_error(self.target, exc, self._read_timeout) from None
         finally:
             await self._response.aclose()
 
@@ -103,9 +134,12 @@ class Response:
         """Turn an error answer into an `UpstreamError` that keeps its status and message."""
         if self.ok:
             return
-        body = await self.read()
+        try:
+            body = await self.read(ERROR_BODY_LIMIT)
+        except UpstreamError:
+            body = b""  # the status says what went wrong; a body that broke off adds nothing
         message = message_from_body(self.status, body, self._response.reason_phrase)
-        raise UpstreamError(self.target.redact(message), status=self.status, headers=relayed_headers(self.headers))
+        raise UpstreamError(self.target.redact(message), status=self.status, headers=error_headers(self.headers))
 
 
 class Upstreams:
@@ -171,9 +205,11 @@ class Upstreams:
             response = await self._client.send(request, stream=True)
         except httpx.TimeoutException as exc:
             raise _timeout_error(target, exc, self._read_timeout) from None
+        except (httpx.ConnectError, httpx.UnsupportedProtocol) as exc:
+            raise UpstreamError(f"cannot reach upstream {target.address}: {_cause(exc)}", status=502) from None
         except httpx.HTTPError as exc:
-            raise UpstreamError(f"cannot reach upstream {target.host}: {_cause(exc)}", status=502) from None
-        return Response(target, response)
+            raise UpstreamError(f"upstream {target.address} failed to answer: {_cause(exc)}", status=502) from None
+        return Response(target, response, self._read_timeout)
 
     async def get_json(self, target: Target, path: str) -> Any:
         response = await self.send(target, "GET", path)
@@ -182,26 +218,40 @@ class Upstreams:
 
 
 def _cause(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    # httpx nests the OS error text; the innermost cause is the readable one.
-    inner = exc.__cause__ or exc.__context__
-    while inner is not None and str(inner):
-        text = str(inner)
+    """Why a transport failed, in a few words.
+
+    An OS error anywhere in the chain says it best (httpx's own transport nests it, often under
+    an empty message); otherwise the outermost non-empty message, which our transport words.
+    """
+    chain: list[BaseException] = []
+    inner: BaseException | None = exc
+    while inner is not None and inner not in chain:
+        chain.append(inner)
         inner = inner.__cause__ or inner.__context__
-    return text
+    failures = [link for link in chain if isinstance(link, OSError)]
+    if failures:
+        # The innermost with an errno is the socket's own; outer ones only summarise it.
+        numbered = [link for link in failures if link.errno is not None]
+        return describe_os_error(numbered[-1] if numbered else failures[0])
+    return next((" ".join(str(link).split()) for link in chain if str(link).strip()), type(exc).__name__)
 
 
 def _timeout_error(target: Target, exc: httpx.TimeoutException, read_timeout: float) -> UpstreamError:
     if isinstance(exc, httpx.ConnectTimeout):
-        return UpstreamError(f"upstream {target.host} did not accept a connection in time", status=504)
+        return UpstreamError(f"upstream {target.address} did not accept a connection in time", status=504)
     if isinstance(exc, httpx.PoolTimeout):
-        return UpstreamError(f"no free connection to upstream {target.host} in time", status=504)
-    return UpstreamError(f"upstream {target.host} did not answer within {read_timeout:g} s", status=504)
+        return UpstreamError(f"no free connection to upstream {target.address} in time", status=504)
+    if isinstance(exc, httpx.WriteTimeout):
+        return UpstreamError(
+            f"upstream {target.address} stopped reading the request for {read_timeout:g} s", status=504
+        )
+    return UpstreamError(f"upstream {target.address} did not answer within {read_timeout:g} s", status=504)
 
 
-def _mid_stream_error(target: Target, exc: httpx.HTTPError) -> UpstreamError:
+def _mid_stream_error(target: Target, exc: httpx.HTTPError, read_timeout: float | None) -> UpstreamError:
     if isinstance(exc, httpx.TimeoutException):
-        return UpstreamError(f"upstream {target.host} stopped sending for too long", status=504)
+        within = f" (over {read_timeout:g} s)" if read_timeout is not None else ""
+        return UpstreamError(f"upstream {target.host} stopped sending for too long{within}", status=504)
     return UpstreamError(f"upstream {target.host} broke off the answer: {_cause(exc)}", status=502)
 
 

@@ -12,13 +12,13 @@ from starlette.responses import Response
 
 from .. import wire
 from ..catalog import Catalog
-from ..errors import ProxyError, message_from_body, openai_body
+from ..errors import ProxyError, UpstreamError, message_from_body, openai_body
 from ..http import StreamResponse, encode_stream, json_body, json_response
 from ..translate.models import openai_model
 from ..translate.openai_request import upstream_request
 from ..translate.overrides import openai_request as openai_overrides
+from ..upstream import ERROR_BODY_LIMIT, Upstreams, relayed_headers
 from ..upstream import Response as UpstreamResponse
-from ..upstream import Upstreams, relayed_headers
 from . import RouteTable
 
 routes = RouteTable()
@@ -39,6 +39,10 @@ def _no_bytes(exc: ProxyError) -> bytes:
 SMALL_DOCUMENT = 1 << 20
 
 
+def _streamable(content_type: str) -> bool:
+    return "event-stream" in content_type or "json" in content_type
+
+
 def _small_document(response: UpstreamResponse) -> bool:
     length = response.headers.get("content-length", "")
     return "event-stream" not in response.content_type and length.isdigit() and int(length) <= SMALL_DOCUMENT
@@ -57,6 +61,11 @@ async def _relay(request: Request, path: str) -> Response:
     if not response.ok:
         return await _relay_error(response)
     catalog.touch(card)
+    if body.get("stream") is True and not _streamable(response.content_type):
+        # An HTML page or plain text with 200 where a stream was asked for: an upstream fault,
+        # said as one, not relayed as if it were the answer.
+        preview = (await response.read(ERROR_BODY_LIMIT))[:120].decode("utf-8", "replace")
+        raise UpstreamError(f"upstream {target.host} sent a body that is not an event stream: {preview}")
     if _small_document(response):
         # A non-streamed answer of known, modest size is one JSON document: sent whole with its
         # length, it skips the streaming machinery, and a read failure is still a proper error.
@@ -72,7 +81,7 @@ async def _relay(request: Request, path: str) -> Response:
 async def _relay_error(response: UpstreamResponse) -> Response:
     """An upstream error reaches the client as sent (it is small, so it is read whole), except that
     a quoted API key is masked and a gateway's HTML page becomes an OpenAI error object."""
-    body = await response.read()
+    body = await response.read(ERROR_BODY_LIMIT)
     headers = relayed_headers(response.headers)
     if body.lstrip().startswith(b"<"):
         message = message_from_body(response.status, body)

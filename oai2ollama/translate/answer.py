@@ -154,7 +154,8 @@ def piece_from_chunk(chunk: dict[str, Any], numbering: ToolCallNumbering | None 
 
     `numbering` is the per-answer tool-call numbering; pass the same one for every chunk of a stream.
     """
-    usage = chunk.get("usage") or None
+    usage = chunk.get("usage")
+    usage = usage if type(usage) is dict and usage else None
     choices = chunk.get("choices")
     if not choices or type(choices) is not list:
         return Piece(usage=usage)

@@ -319,7 +319,8 @@ def estimate_input_tokens(req: dict[str, Any]) -> int:
     if not isinstance(messages, list):
         raise BadRequest("messages: at least one message is required")
     chars, media = _walk([req.get("system"), [m.get("content") for m in messages if isinstance(m, dict)]])
-    for tool in req.get("tools") or []:
+    tools = req.get("tools")
+    for tool in tools if isinstance(tools, list) else []:
         if isinstance(tool, dict):
             described = {key: tool.get(key) for key in ("name", "description", "input_schema") if key in tool}
             chars += len(wire.dumps(described))

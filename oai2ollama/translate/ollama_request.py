@@ -16,18 +16,13 @@ from .answer import stable_call_id
 
 THINK_LEVELS = ("low", "medium", "high", "max")
 
-# Ollama option → OpenAI request field, same meaning and units.
-_DIRECT_OPTIONS = {
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "seed": "seed",
-    "num_predict": "max_tokens",
-    "presence_penalty": "presence_penalty",
-    "frequency_penalty": "frequency_penalty",
-}
+# Ollama options with an OpenAI request field of the same name, meaning and units.
+SAME_NAME_OPTIONS = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty")
+# Ollama option → OpenAI request field (the overrides for /v1 requests use these maps too).
+_DIRECT_OPTIONS = {**{name: name for name in SAME_NAME_OPTIONS}, "num_predict": "max_tokens"}
 # Non-standard sampling knobs that vLLM- and llama.cpp-style servers accept as extra body fields.
 # vLLM calls the repeat penalty `repetition_penalty`, llama.cpp `repeat_penalty`.
-_EXTRA_OPTIONS = {
+EXTRA_OPTIONS = {
     "top_k": ("top_k",),
     "min_p": ("min_p",),
     "typical_p": ("typical_p",),
@@ -86,7 +81,7 @@ def _options(options: Any, body: dict[str, Any]) -> None:
             floor = _UNSET_BELOW.get(name)
             if floor is None or value >= floor:
                 body[target] = value
-    for name, targets in _EXTRA_OPTIONS.items():
+    for name, targets in EXTRA_OPTIONS.items():
         value = options.get(name)
         if value is not None:
             value = _number(value, f"options.{name}")
@@ -230,7 +225,11 @@ def chat_messages(messages: Any) -> list[dict[str, Any]]:
                 out["reasoning_content"] = thinking
             if message.get("tool_calls"):
                 out["tool_calls"] = _tool_calls(message["tool_calls"], turn, where)
-                pending = [(c["id"], c["function"]["name"]) for c in out["tool_calls"]]
+                named = _ids_named_by_results(messages, turn + 1)
+                # Calls a later result names by id are kept for it; the others are paired in order.
+                pending = sorted(
+                    ((c["id"], c["function"]["name"]) for c in out["tool_calls"]), key=lambda call: call[0] in named
+                )
                 if not content:
                     out["content"] = None  # what OpenAI itself sends beside tool calls
         elif role == "tool":
@@ -244,6 +243,17 @@ def chat_messages(messages: Any) -> list[dict[str, Any]]:
             )
         converted.append(out)
     return converted
+
+
+def _ids_named_by_results(messages: list[Any], start: int) -> set[str]:
+    """The `tool_call_id`s named by the run of tool results starting at `start`."""
+    named: set[str] = set()
+    for message in messages[start:]:
+        if not isinstance(message, dict) or str(message.get("role", "")).lower() != "tool":
+            break
+        if isinstance(message.get("tool_call_id"), str):
+            named.add(message["tool_call_id"])
+    return named
 
 
 def _pair_tool_result(message: dict[str, Any], pending: list[tuple[str, str]], turn: int) -> str:

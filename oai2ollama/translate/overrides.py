@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-THINK_LEVELS = ("low", "medium", "high", "max")
+from .ollama_request import EXTRA_OPTIONS, SAME_NAME_OPTIONS, THINK_LEVELS
 
 # Every option an override may set, with the JSON types it accepts. Only options that change what
 # an OpenAI-style upstream does are listed: `num_ctx`, `num_gpu` and friends have no effect there.
@@ -30,22 +30,6 @@ OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "think": (bool, str),
 }
 
-# Ollama option → OpenAI field on /chat/completions and /completions.
-_SAME_MEANING = {
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "seed": "seed",
-    "presence_penalty": "presence_penalty",
-    "frequency_penalty": "frequency_penalty",
-}
-# Sampling knobs vLLM- and llama.cpp-style servers accept as extra body fields (as the native
-# translator sends them; vLLM spells the repeat penalty `repetition_penalty`).
-_EXTRA_FIELDS = {
-    "top_k": ("top_k",),
-    "min_p": ("min_p",),
-    "typical_p": ("typical_p",),
-    "repeat_penalty": ("repeat_penalty", "repetition_penalty"),
-}
 _MAX_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
 
 
@@ -127,10 +111,10 @@ def openai_request(
         if effort is not None and out.get("reasoning") is None:
             out["reasoning"] = {"effort": effort}
         return out
-    for name, field in _SAME_MEANING.items():
+    for name in SAME_NAME_OPTIONS:
         if name in overrides:
-            fill(field, overrides[name])
-    for name, fields in _EXTRA_FIELDS.items():
+            fill(name, overrides[name])
+    for name, fields in EXTRA_OPTIONS.items():
         if name in overrides:
             for field in fields:
                 fill(field, overrides[name])

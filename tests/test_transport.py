@@ -1,0 +1,257 @@
+"""The upstream client on real sockets: each transport failure becomes one readable `UpstreamError`,
+whichever transport carries the request (ours over aiohttp, or httpx's for HTTP/2), and
+connections go back to the pool or are closed as they should."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import ssl
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from oai2ollama.errors import UpstreamError
+from oai2ollama.transport import describe_os_error
+from oai2ollama.upstream import ERROR_BODY_LIMIT, Target, Upstreams
+
+from .test_faults import Answer, Exchange, RawUpstream, answer_frames, closed_port, endless_error_page
+
+pytestmark = pytest.mark.anyio
+
+READ_TIMEOUT = 0.3
+
+
+@pytest.fixture(params=[False, True], ids=["aiohttp", "httpx-http2"])
+async def upstreams(request: pytest.FixtureRequest) -> AsyncIterator[Upstreams]:
+    client = Upstreams(connect_timeout=2, read_timeout=READ_TIMEOUT, http2=request.param)
+    yield client
+    await client.aclose()
+
+
+async def fetch(upstreams: Upstreams, url: str) -> bytes:
+    """POST and read the whole body, as the routes do."""
+    response = await upstreams.send(Target(url, "sk-transport"), "POST", "/chat/completions", body={"stream": True})
+    await response.raise_for_error()
+    return b"".join([part async for part in response.chunks()])
+
+
+async def closed_at_once(exchange: Exchange) -> None:
+    await exchange.close()
+
+
+async def reset_at_once(exchange: Exchange) -> None:
+    exchange.reset()
+
+
+async def not_http(exchange: Exchange) -> None:
+    exchange.writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+    await exchange.writer.drain()
+    await exchange.close()
+
+
+async def silent(exchange: Exchange) -> None:
+    await exchange.hold(READ_TIMEOUT * 10)
+
+
+async def chunked_then_closed(exchange: Exchange) -> None:
+    await exchange.head()
+    await exchange.send(answer_frames()[0])
+    await asyncio.sleep(0.05)
+    await exchange.close()
+
+
+async def chunked_then_reset(exchange: Exchange) -> None:
+    await exchange.head()
+    await exchange.send(answer_frames()[0])
+    await asyncio.sleep(0.05)
+    exchange.reset()
+
+
+async def short_of_its_length(exchange: Exchange) -> None:
+    await exchange.head(framing="length:10000")
+    await exchange.send(answer_frames()[0])
+    await asyncio.sleep(0.05)
+    await exchange.close()
+
+
+async def silent_after_headers(exchange: Exchange) -> None:
+    await exchange.head()
+    await exchange.send(answer_frames()[0])
+    await exchange.hold(READ_TIMEOUT * 10)
+
+
+FAULTS: list[tuple[Answer, int, str]] = [
+    (closed_at_once, 502, "failed to answer: "),
+    (reset_at_once, 502, "failed to answer: connection reset by peer"),
+    (not_http, 502, "failed to answer: "),
+    (silent, 504, f"did not answer within {READ_TIMEOUT} s"),
+    (chunked_then_closed, 502, "broke off the answer: "),
+    (chunked_then_reset, 502, "broke off the answer: connection reset by peer"),
+    (short_of_its_length, 502, "broke off the answer: "),
+    (silent_after_headers, 504, f"stopped sending for too long (over {READ_TIMEOUT} s)"),
+]
+
+
+@pytest.mark.parametrize(("answer", "status", "words"), FAULTS, ids=[answer.__name__ for answer, _, _ in FAULTS])
+async def test_each_transport_failure_is_one_readable_error(
+    upstreams: Upstreams, answer: Answer, status: int, words: str
+) -> None:
+    async with RawUpstream(answer) as upstream:
+        began = time.monotonic()
+        with pytest.raises(UpstreamError) as caught:
+            await fetch(upstreams, upstream.url)
+    message = caught.value.message
+    assert caught.value.status == status, message
+    assert words in message and message.startswith("upstream 127.0.0.1"), message
+    assert "\n" not in message and "400, message" not in message, message  # aiohttp's own texts span lines
+    assert time.monotonic() - began < READ_TIMEOUT * 5
+
+
+async def test_the_aiohttp_transport_names_what_it_could_not_parse() -> None:
+    upstreams = Upstreams(read_timeout=READ_TIMEOUT)
+    try:
+        async with RawUpstream(not_http) as upstream:
+            with pytest.raises(UpstreamError) as caught:
+                await fetch(upstreams, upstream.url)
+    finally:
+        await upstreams.aclose()
+    assert "failed to answer: not a valid HTTP answer (Bad status line: " in caught.value.message
+    assert "SSH-2.0-OpenSSH_9.6" in caught.value.message
+
+
+async def test_refused_names_host_port_and_cause(upstreams: Upstreams) -> None:
+    port = closed_port()
+    with pytest.raises(UpstreamError) as caught:
+        await fetch(upstreams, f"http://127.0.0.1:{port}/v1")
+    assert (caught.value.status, caught.value.message) == (
+        502,
+        f"cannot reach upstream 127.0.0.1:{port}: connection refused",
+    )
+
+
+async def test_a_whole_answer_returns_its_connection_to_the_pool(upstreams: Upstreams) -> None:
+    async def whole(exchange: Exchange) -> None:
+        await exchange.head()
+        for data in answer_frames():
+            await exchange.send(data)
+        await exchange.end()
+
+    async with RawUpstream(whole) as upstream:
+        for _ in range(3):
+            assert (await fetch(upstreams, upstream.url)).endswith(b"data: [DONE]\n\n")
+        assert (upstream.requests, upstream.connections) == (3, 1)
+
+
+async def test_an_abandoned_answer_closes_its_connection_at_once() -> None:
+    async def endless(exchange: Exchange) -> None:
+        await exchange.head()
+        await exchange.send(answer_frames()[0])
+        await exchange.hold(10)
+
+    upstreams = Upstreams(read_timeout=30)
+    try:
+        async with RawUpstream(endless) as upstream:
+            response = await upstreams.send(Target(upstream.url), "POST", "/chat/completions", body={})
+            chunks = response.chunks()
+            await anext(chunks)
+            await chunks.aclose()
+            closed = time.monotonic()
+            await asyncio.wait_for(upstream.hung_up.wait(), 2)
+            assert upstream.hung_up_at - closed < 0.5
+    finally:
+        await upstreams.aclose()
+
+
+async def test_a_huge_error_body_is_not_waited_for(upstreams: Upstreams) -> None:
+    """A gateway pouring out an endless error page: the first bytes say enough."""
+
+    async with RawUpstream(endless_error_page) as upstream:
+        began = time.monotonic()
+        with pytest.raises(UpstreamError) as caught:
+            await fetch(upstreams, upstream.url)
+        await asyncio.wait_for(upstream.hung_up.wait(), 1)  # the connection is closed, not left to the GC
+    assert caught.value.status == 503
+    assert caught.value.message.startswith("Service Unavailable.") and len(caught.value.message) < 600
+    assert time.monotonic() - began < 2
+    assert ERROR_BODY_LIMIT <= 1 << 20
+
+
+async def test_an_error_answer_keeps_retry_after_but_not_its_content_type(upstreams: Upstreams) -> None:
+    async def limited(exchange: Exchange) -> None:
+        await exchange.whole(429, "text/html", b"<html>slow down</html>", retry_after="3", x_ratelimit_reset="1s")
+
+    async with RawUpstream(limited) as upstream:
+        with pytest.raises(UpstreamError) as caught:
+            await fetch(upstreams, upstream.url)
+    assert caught.value.status == 429
+    assert caught.value.headers == {"retry-after": "3", "x-ratelimit-reset": "1s"}
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed ('127.0.0.1', 9)"), "connection refused"),
+        (OSError(errno.ECONNREFUSED, "Connect call failed"), "connection refused"),  # aiohttp's wrapper
+        (ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"), "connection reset by peer"),
+        (OSError(errno.EHOSTUNREACH, "No route to host"), "host unreachable"),
+        (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "cannot resolve the host name (Name or"),
+        (OSError(-3, "Temporary failure in name resolution"), "cannot resolve the host name (Temporary failure"),
+        (TimeoutError(), "timed out"),
+        (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"), "TLS failed"),
+        (OSError(errno.EMFILE, "Too many open files"), "Too many open files"),
+        (OSError("All connection attempts failed"), "All connection attempts failed"),
+    ],
+)
+def test_socket_failures_in_a_few_words(error: OSError, words: str) -> None:
+    assert describe_os_error(error).startswith(words)
+
+
+def test_an_untrusted_certificate_is_named() -> None:
+    error = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    error.verify_message = "self-signed certificate"
+    assert describe_os_error(error) == "TLS certificate not accepted (self-signed certificate)"
+
+
+async def test_a_stream_that_keeps_producing_outlives_the_read_timeout(upstreams: Upstreams) -> None:
+    """The read timeout is how long the upstream may stay silent, not how long an answer may take."""
+
+    async def steady(exchange: Exchange) -> None:
+        await exchange.head()
+        for data in answer_frames([f" w{n}" for n in range(10)]):
+            await exchange.send(data)
+            await asyncio.sleep(READ_TIMEOUT / 3)
+        await exchange.end()
+
+    async with RawUpstream(steady) as upstream:
+        began = time.monotonic()
+        body = await fetch(upstreams, upstream.url)
+    assert time.monotonic() - began > READ_TIMEOUT * 4
+    assert body.endswith(b"data: [DONE]\n\n") and b" w9" in body
+
+
+async def test_an_upstream_that_never_reads_a_huge_request_is_504(upstreams: Upstreams) -> None:
+    """Socket buffers fill and the request cannot be sent whole: the answer still times out."""
+
+    release = asyncio.Event()
+
+    async def deaf_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await release.wait()
+        writer.close()
+
+    server = await asyncio.start_server(deaf_server, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        began = time.monotonic()
+        with pytest.raises(UpstreamError) as caught:
+            await upstreams.send(Target(f"http://127.0.0.1:{port}/v1"), "POST", "/chat/completions", body=b"x" * 2**25)
+        assert time.monotonic() - began < READ_TIMEOUT * 8
+    finally:
+        release.set()
+        server.close()
+        await server.wait_closed()
+        await asyncio.sleep(0.01)  # the handler closes its socket
+    assert caught.value.status == 504, caught.value.message
+    assert caught.value.message == f"upstream 127.0.0.1:{port} stopped reading the request for {READ_TIMEOUT} s"
