@@ -114,3 +114,26 @@ async def test_lifespan_opens_and_closes_the_shared_client(stack):
         assert [m["name"] for m in tags["models"]] == ["slow:latest"]
         for _ in range(5):
             assert (await client.get("/api/version")).status_code == 200
+
+
+async def test_redirects_are_followed_through_the_real_transport():
+    """The aiohttp transport is called directly on the hot path; a redirect still gets followed."""
+    from starlette.responses import RedirectResponse
+
+    from oai2ollama.upstream import Target, Upstreams
+
+    async def moved(request: Request) -> RedirectResponse:
+        return RedirectResponse("/v1/new", status_code=307)
+
+    async def new(request: Request) -> JSONResponse:
+        return JSONResponse({"got": (await request.body()).decode()})
+
+    upstream = Starlette(routes=[Route("/v1/old", moved, methods=["POST"]), Route("/v1/new", new, methods=["POST"])])
+    async with serve(upstream) as url:
+        client = Upstreams()
+        try:
+            response = await client.send(Target(base_url=url + "/v1"), "POST", "/old", body={"a": 1})
+            assert response.status == 200
+            assert await response.json() == {"got": '{"a":1}'}
+        finally:
+            await client.aclose()
