@@ -148,8 +148,8 @@ def create_app(settings: Settings, *, upstreams: Upstreams | None = None) -> Fas
     app.add_exception_handler(ProxyError, _proxy_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    # Added first, so it runs inside the request log: refused requests are logged too.
-    # Added first, so it runs innermost: it watches the connection once the body has been read.
+    # The last added runs outermost: the request log sees refused requests too, and the
+    # disconnect watcher sits innermost, watching the connection once the body has been read.
     app.add_middleware(CancelOnDisconnect)
     app.add_middleware(Guards, policy=guard_policy, render=error_response)
     app.add_middleware(RequestLog)
