@@ -123,8 +123,12 @@ def _rearm(sending: asyncio.Timeout, when: float | None) -> None:
         sending.reschedule(when)
 
 
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "ws_proxy", "wss_proxy")
+
+
 def _proxy_configured() -> bool:
-    return any(name.lower().endswith("_proxy") and value for name, value in os.environ.items())
+    """Whether the environment names a proxy (NO_PROXY alone names none: it only makes exceptions)."""
+    return any(name.lower() in PROXY_VARIABLES and value for name, value in os.environ.items())
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):

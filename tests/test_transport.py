@@ -255,3 +255,29 @@ async def test_an_upstream_that_never_reads_a_huge_request_is_504(upstreams: Ups
         await asyncio.sleep(0.01)  # the handler closes its socket
     assert caught.value.status == 504, caught.value.message
     assert caught.value.message == f"upstream 127.0.0.1:{port} stopped reading the request for {READ_TIMEOUT} s"
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        ({}, False),
+        ({"NO_PROXY": "127.0.0.1,localhost"}, False),
+        ({"no_proxy": "*"}, False),
+        ({"HTTPS_PROXY": "http://proxy.example:3128"}, True),
+        ({"http_proxy": "http://proxy.example:3128", "NO_PROXY": "localhost"}, True),
+        ({"ALL_PROXY": ""}, False),
+    ],
+)
+def test_only_a_named_proxy_turns_on_aiohttps_per_request_proxy_lookup(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], expected: bool
+) -> None:
+    # With trust_env, aiohttp looks proxies and netrc up in a thread on every request (measured:
+    # ~40% fewer requests/s); NO_PROXY, common in corporate shells, must not switch that on.
+    from oai2ollama import transport
+
+    for name in list(transport.os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert transport._proxy_configured() is expected
