@@ -7,18 +7,8 @@ from typing import Any
 
 import pytest
 
-from oai2ollama.translate.models import (
-    ModelCard,
-    ModelSettings,
-    describe,
-    listing_entries,
-    ollama_name,
-    openai_model,
-    parameters_text,
-    ps_entry,
-    show_answer,
-    tags_entry,
-)
+from oai2ollama.translate.model_views import openai_model, parameters_text, ps_entry, show_answer, tags_entry
+from oai2ollama.translate.models import ModelCard, ModelSettings, describe, listing_entries, ollama_name
 
 from .fakes import TRANSCRIPTS
 

@@ -14,7 +14,7 @@ from .. import wire
 from ..catalog import Catalog
 from ..errors import ProxyError
 from ..http import JSON, NDJSON, json_body, json_response
-from ..translate.models import ps_entry, show_answer, tags_entry
+from ..translate.model_views import ps_entry, show_answer, tags_entry
 from . import RouteTable
 
 routes = RouteTable()

@@ -14,7 +14,7 @@ from .. import wire
 from ..catalog import Catalog
 from ..errors import ProxyError, UpstreamError, message_from_body, openai_body
 from ..http import StreamResponse, encode_stream, json_body, json_response
-from ..translate.models import openai_model
+from ..translate.model_views import openai_model
 from ..translate.openai_request import upstream_request
 from ..translate.overrides import openai_request as openai_overrides
 from ..upstream import ERROR_BODY_LIMIT, Upstreams, relayed_headers
