@@ -54,6 +54,14 @@ class Target:
         return text.replace(self.api_key, "***") if self.api_key and self.api_key in text else text
 
     @cached_property
+    def token_limit_field(self) -> str:
+        """What the upstream calls the answer's token limit: OpenAI's own API (and Azure's) rejects
+        `max_tokens` for reasoning models; every OpenAI-compatible server takes `max_tokens`."""
+        host = self.host.lower()
+        openai = host == "api.openai.com" or host.endswith(".openai.azure.com")
+        return "max_completion_tokens" if openai else "max_tokens"
+
+    @cached_property
     def origin(self) -> str:
         url = httpx.URL(self.base_url)
         return f"{url.scheme}://{url.netloc.decode()}"

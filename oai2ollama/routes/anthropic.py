@@ -17,6 +17,7 @@ from ..http import SSE, StreamResponse, encode_stream, json_body, json_response,
 from ..translate.answer import pieces
 from ..translate.anthropic_answer import collect_message, message_events
 from ..translate.anthropic_request import estimate_input_tokens, messages_request
+from ..translate.openai_request import with_token_limit
 from ..translate.overrides import openai_request as openai_overrides
 from ..translate.streams import openai_chunks
 from ..upstream import Upstreams
@@ -44,6 +45,7 @@ async def messages(request: Request) -> Response:
     body = openai_overrides(body, card.options, capabilities=frozenset(card.capabilities))
     estimate = estimate_input_tokens(req)
     target = catalog.target(card)
+    body = with_token_limit(body, target.token_limit_field)
     response = await upstreams.send(target, "POST", "/chat/completions", body=body, client_headers=request.headers)
     await response.raise_for_error()
     catalog.touch(card)

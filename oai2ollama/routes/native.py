@@ -15,6 +15,7 @@ from ..errors import BadRequest, ProxyError, ollama_body
 from ..http import NDJSON, StreamResponse, encode_stream, json_body, json_response, started
 from ..translate import ollama_request as to_openai
 from ..translate.ollama_answer import Kind, collect_batches, embed_answer, load_answer, ndjson_line, ollama_lines
+from ..translate.openai_request import with_token_limit
 from ..translate.overrides import native_request as native_overrides
 from ..translate.streams import openai_chunk_batches
 from ..upstream import Upstreams
@@ -65,6 +66,8 @@ async def _answer(request: Request, kind: Kind) -> Response:
         path = "/completions" if to_openai.uses_completions(req) else "/chat/completions"
     stream = req.get("stream", True) is not False
     target = catalog.target(card)
+    if path == "/chat/completions":  # the legacy /completions knows only `max_tokens`
+        body = with_token_limit(body, target.token_limit_field)
     response = await upstreams.send(target, "POST", path, body=body, client_headers=request.headers)
     await response.raise_for_error()
     catalog.touch(card)
