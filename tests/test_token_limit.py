@@ -13,7 +13,7 @@ from oai2ollama.config import Settings
 from oai2ollama.translate.openai_request import with_token_limit
 from oai2ollama.upstream import Target, Upstreams
 
-from .fakes import FakeUpstream, text_stream
+from .fakes import FakeUpstream, completion, text_stream
 
 pytestmark = pytest.mark.anyio
 
@@ -74,3 +74,19 @@ async def test_anthropic_messages_to_openai_send_max_completion_tokens(openai_ho
     assert (await openai_hosted.post("/v1/messages", json=request)).status_code == 200
     assert fake.last_body["max_completion_tokens"] == 100
     assert "max_tokens" not in fake.last_body
+
+
+async def test_openai_relay_to_openai_renames_max_tokens(openai_hosted, fake):
+    """A client's (or a model override's) `max_tokens` reaches OpenAI's API under the name all its models take."""
+    fake.on("POST", "/chat/completions", httpx.Response(200, json=completion("ok")))
+    request = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 7}
+    assert (await openai_hosted.post("/v1/chat/completions", json=request)).status_code == 200
+    assert fake.last_body["max_completion_tokens"] == 7
+    assert "max_tokens" not in fake.last_body
+
+
+async def test_openai_relay_elsewhere_keeps_max_tokens(client, fake):
+    fake.on("POST", "/chat/completions", httpx.Response(200, json=completion("ok")))
+    request = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 7}
+    assert (await client.post("/v1/chat/completions", json=request)).status_code == 200
+    assert fake.last_body["max_tokens"] == 7

@@ -8,10 +8,17 @@ request and return a response) do not use — a third of a proxied request's tim
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from ..catalog import Catalog
+from ..translate.models import ModelCard
+from ..translate.openai_request import with_token_limit
+from ..upstream import Response as UpstreamResponse
+from ..upstream import Upstreams
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -25,3 +32,17 @@ class RouteTable(list[Route]):
             return endpoint
 
         return register
+
+
+async def send_upstream(request: Request, card: ModelCard, path: str, body: dict[str, Any]) -> UpstreamResponse:
+    """Send a request built for `card` to the upstream that serves it, with the client's headers
+    (for a key the upstream may need); a model that answered counts as used for /api/ps."""
+    catalog: Catalog = request.app.state.catalog
+    upstreams: Upstreams = request.app.state.upstreams
+    target = catalog.target(card)
+    if path == "/chat/completions":  # the legacy /completions knows only `max_tokens`
+        body = with_token_limit(body, target.token_limit_field)
+    response = await upstreams.send(target, "POST", path, body=body, client_headers=request.headers)
+    if response.ok:
+        catalog.touch(card)
+    return response

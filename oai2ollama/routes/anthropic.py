@@ -17,11 +17,9 @@ from ..http import SSE, StreamResponse, encode_stream, json_body, json_response,
 from ..translate.answer import pieces
 from ..translate.anthropic_answer import collect_message, message_events
 from ..translate.anthropic_request import estimate_input_tokens, messages_request
-from ..translate.openai_request import with_token_limit
 from ..translate.overrides import openai_request as openai_overrides
 from ..translate.streams import openai_chunks
-from ..upstream import Upstreams
-from . import RouteTable
+from . import RouteTable, send_upstream
 
 routes = RouteTable()
 
@@ -38,18 +36,14 @@ def _error_frame(exc: ProxyError) -> bytes:
 async def messages(request: Request) -> Response:
     req = await json_body(request)
     catalog: Catalog = request.app.state.catalog
-    upstreams: Upstreams = request.app.state.upstreams
     card = await catalog.resolve(req.get("model"))
     request.state.model = req["model"]
     body = messages_request(req, upstream_model=card.upstream_id)
     body = openai_overrides(body, card.options, capabilities=frozenset(card.capabilities))
     estimate = estimate_input_tokens(req)
-    target = catalog.target(card)
-    body = with_token_limit(body, target.token_limit_field)
-    response = await upstreams.send(target, "POST", "/chat/completions", body=body, client_headers=request.headers)
+    response = await send_upstream(request, card, "/chat/completions", body)
     await response.raise_for_error()
-    catalog.touch(card)
-    upstream_chunks = openai_chunks(response.chunks(), content_type=response.content_type, host=target.host)
+    upstream_chunks = openai_chunks(response.chunks(), content_type=response.content_type, host=response.target.host)
     events = message_events(pieces(upstream_chunks), model=req["model"], input_tokens=estimate)
     if req.get("stream") is not True:
         return json_response(await collect_message(events))

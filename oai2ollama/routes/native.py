@@ -15,11 +15,9 @@ from ..errors import BadRequest, ProxyError, ollama_body
 from ..http import NDJSON, StreamResponse, encode_stream, json_body, json_response, started
 from ..translate import ollama_request as to_openai
 from ..translate.ollama_answer import Kind, collect_batches, embed_answer, load_answer, ndjson_line, ollama_lines
-from ..translate.openai_request import with_token_limit
 from ..translate.overrides import native_request as native_overrides
 from ..translate.streams import openai_chunk_batches
-from ..upstream import Upstreams
-from . import RouteTable
+from . import RouteTable, send_upstream
 
 routes = RouteTable()
 
@@ -51,7 +49,6 @@ async def _answer(request: Request, kind: Kind) -> Response:
     started_ns = time.perf_counter_ns()
     req = await json_body(request)
     catalog: Catalog = request.app.state.catalog
-    upstreams: Upstreams = request.app.state.upstreams
     card = await catalog.resolve(req.get("model"))
     request.state.model = model = req["model"]
     if _is_load(req, kind):
@@ -65,13 +62,10 @@ async def _answer(request: Request, kind: Kind) -> Response:
         body = to_openai.generate_request(req, upstream_model=card.upstream_id, capabilities=capabilities)
         path = "/completions" if to_openai.uses_completions(req) else "/chat/completions"
     stream = req.get("stream", True) is not False
-    target = catalog.target(card)
-    if path == "/chat/completions":  # the legacy /completions knows only `max_tokens`
-        body = with_token_limit(body, target.token_limit_field)
-    response = await upstreams.send(target, "POST", path, body=body, client_headers=request.headers)
+    response = await send_upstream(request, card, path, body)
     await response.raise_for_error()
-    catalog.touch(card)
-    batches = openai_chunk_batches(response.chunks(), content_type=response.content_type, host=target.host)
+    host = response.target.host
+    batches = openai_chunk_batches(response.chunks(), content_type=response.content_type, host=host)
     if not stream:
         return json_response(await collect_batches(batches, kind=kind, model=model, started_ns=started_ns))
     lines = ollama_lines(batches, kind=kind, model=model, started_ns=started_ns)
@@ -97,15 +91,16 @@ async def _embeddings(request: Request, req: dict[str, Any], inputs: list[str], 
     if not inputs:
         return {"model": model, "embeddings": []}
     body = to_openai.embed_request(inputs, upstream_model=card.upstream_id, dimensions=req.get("dimensions"))
-    target = catalog.target(card)
-    response = await request.app.state.upstreams.send(
-        target, "POST", "/embeddings", body=body, client_headers=request.headers
-    )
+    response = await send_upstream(request, card, "/embeddings", body)
     await response.raise_for_error()
-    catalog.touch(card)
     answer = await response.json()
     return embed_answer(
-        model, answer, count=len(inputs), host=target.host, started_ns=started_ns, now_ns=time.perf_counter_ns()
+        model,
+        answer,
+        count=len(inputs),
+        host=response.target.host,
+        started_ns=started_ns,
+        now_ns=time.perf_counter_ns(),
     )
 
 

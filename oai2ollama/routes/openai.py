@@ -17,9 +17,9 @@ from ..http import StreamResponse, encode_stream, json_body, json_response
 from ..translate.model_views import openai_model
 from ..translate.openai_request import upstream_request
 from ..translate.overrides import openai_request as openai_overrides
-from ..upstream import ERROR_BODY_LIMIT, Upstreams, relayed_headers
+from ..upstream import ERROR_BODY_LIMIT, relayed_headers
 from ..upstream import Response as UpstreamResponse
-from . import RouteTable
+from . import RouteTable, send_upstream
 
 routes = RouteTable()
 
@@ -51,21 +51,18 @@ def _small_document(response: UpstreamResponse) -> bool:
 async def _relay(request: Request, path: str) -> Response:
     req = await json_body(request)
     catalog: Catalog = request.app.state.catalog
-    upstreams: Upstreams = request.app.state.upstreams
     request.state.model = req.get("model")
     card = await catalog.resolve(req.get("model"))
-    target = catalog.target(card)
     body = upstream_request(req, upstream_model=card.upstream_id)
     body = openai_overrides(body, card.options, path=path, capabilities=frozenset(card.capabilities))
-    response = await upstreams.send(target, "POST", path, body=body, client_headers=request.headers)
+    response = await send_upstream(request, card, path, body)
     if not response.ok:
         return await _relay_error(response)
-    catalog.touch(card)
     if body.get("stream") is True and not _streamable(response.content_type):
         # An HTML page or plain text with 200 where a stream was asked for: an upstream fault,
         # said as one, not relayed as if it were the answer.
         preview = (await response.read(ERROR_BODY_LIMIT))[:120].decode("utf-8", "replace")
-        raise UpstreamError(f"upstream {target.host} sent a body that is not an event stream: {preview}")
+        raise UpstreamError(f"upstream {response.target.host} sent a body that is not an event stream: {preview}")
     if _small_document(response):
         # A non-streamed answer of known, modest size is one JSON document: sent whole with its
         # length, it skips the streaming machinery, and a read failure is still a proper error.
