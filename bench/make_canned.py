@@ -8,8 +8,8 @@ Layout (one path prefix per scenario, so the proxy's base URL selects it):
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,12 @@ def main(out: Path) -> None:
         write(out / name / "v1" / "chat" / "completions", body)
 
 
+# Generated files stay out of the tree: bench/canned/ is ignored by git.
+DEFAULT_OUT = Path(__file__).resolve().parent / "canned"
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: make_canned.py OUT_DIR")
-    main(Path(sys.argv[1]))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "out", nargs="?", type=Path, default=DEFAULT_OUT, help="the folder to write into (default: bench/canned/)"
+    )
+    main(parser.parse_args().out)

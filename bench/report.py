@@ -9,6 +9,7 @@ NAME.check (curl sanity check: "ok" or the reason) and NAME.rss ("kB kB").
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import platform
@@ -176,6 +177,9 @@ def main(raw: Path, results: Path, command: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
-        sys.exit(__doc__)
-    main(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("raw_dir", type=Path, help="the wrk outputs of one bench/run.sh run")
+    parser.add_argument("results", type=Path, help="the Markdown file to write")
+    parser.add_argument("command", help="the command that produced the run, quoted in the report")
+    args = parser.parse_args()
+    main(args.raw_dir, args.results, args.command)

@@ -11,6 +11,13 @@
 # 127.0.0.1 and everything started here is stopped on exit.
 set -euo pipefail
 
+usage() { sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+case "${1:-}" in
+"") ;;
+-h | --help) usage; exit 0 ;;
+*) usage >&2; exit 2 ;;  # settings are environment variables; an argument is a mistake
+esac
+
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$BENCH_DIR")
 DURATION=${BENCH_DURATION:-10}
