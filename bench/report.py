@@ -15,7 +15,6 @@ import os
 import platform
 import re
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 

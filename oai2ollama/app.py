@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -13,13 +14,15 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .catalog import Catalog, catalog_config
+from .catalog import Catalog
 from .config import Settings
+from .configuration import assemble
 from .errors import ProxyError, anthropic_body, ollama_body, openai_body
 from .guards import Guards, policy_from
 from .http import CancelOnDisconnect, json_response
+from .in_use import ModelsInUse
 from .routes import anthropic, discovery, native, openai
-from .upstream import Target, Upstreams
+from .upstream import Upstreams
 
 log = logging.getLogger("oai2ollama")
 
@@ -97,17 +100,12 @@ class RequestLog:
                 )
 
 
-def targets_from(settings: Settings) -> list[Target]:
-    """Every upstream: `--base-url` (named `default`) and the config file's `[[upstreams]]`."""
-    return [source.target for source in catalog_config(settings).sources]
-
-
 def create_app(settings: Settings, *, upstreams: Upstreams | None = None) -> FastAPI:
     """Build the app. Tests pass their own `upstreams` (over a mock transport); otherwise the
     pooled client is opened when the app starts and closed when it stops."""
     # Read once, now: a bad config file stops the start-up (cli prints the ValueError, exits 2).
-    catalog_settings = catalog_config(settings)
-    guard_policy = policy_from(settings)
+    configuration = assemble(settings)
+    guard_policy = policy_from(settings, configuration.keys)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -118,14 +116,17 @@ def create_app(settings: Settings, *, upstreams: Upstreams | None = None) -> Fas
             connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout, http2=settings.http2
         )
         app.state.catalog = _catalog(owned)
+        # In the background: the server answers while a slow upstream is still being asked.
+        announcing = asyncio.create_task(app.state.catalog.announce())
         try:
             yield
         finally:
+            announcing.cancel()
             await app.state.catalog.aclose()
             await owned.aclose()
 
     def _catalog(client: Upstreams) -> Catalog:
-        return Catalog(client, catalog_settings)
+        return Catalog(client, configuration.catalog)
 
     app = FastAPI(
         title="oai2ollama",
@@ -139,6 +140,7 @@ def create_app(settings: Settings, *, upstreams: Upstreams | None = None) -> Fas
     )
     app.state.settings = settings
     app.state.guards = guard_policy
+    app.state.in_use = ModelsInUse()
     if upstreams is not None:
         app.state.upstreams = upstreams
         app.state.catalog = _catalog(upstreams)

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from typing import Any
 
+import anthropic
 import httpx
+import httpx2
 import ollama
 import openai
 import pytest
@@ -13,6 +16,12 @@ from oai2ollama.config import Settings
 from oai2ollama.upstream import Upstreams
 
 from .fakes import API_KEY, BASE_URL, FakeUpstream
+
+PROXY_URL = "http://127.0.0.1:11434"
+
+# A client of an app of one's own: `await client_for(settings)`, or with `upstreams` to reach a
+# real socket; everything opened is closed after the test.
+ClientFor = Callable[..., Awaitable[httpx.AsyncClient]]
 
 
 @pytest.fixture
@@ -52,17 +61,65 @@ def app(settings: Settings, upstreams: Upstreams):  # type: ignore[no-untyped-de
 
 @pytest.fixture
 async def client(app) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://127.0.0.1:11434") as http:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=PROXY_URL) as http:
         yield http
 
 
 @pytest.fixture
-async def ollama_client(app) -> AsyncIterator[ollama.AsyncClient]:  # type: ignore[no-untyped-def]
-    yield ollama.AsyncClient(host="http://127.0.0.1:11434", transport=httpx.ASGITransport(app))
+async def client_for(fake: FakeUpstream) -> AsyncIterator[ClientFor]:
+    async with AsyncExitStack() as stack:
+
+        async def make(settings: Settings, upstreams: Upstreams | None = None) -> httpx.AsyncClient:
+            if upstreams is None:
+                upstreams = Upstreams(transport=fake.transport())
+            stack.push_async_callback(upstreams.aclose)
+            app = create_app(settings, upstreams=upstreams)
+            return await stack.enter_async_context(
+                httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=PROXY_URL)
+            )
+
+        yield make
 
 
 @pytest.fixture
-async def openai_client(app) -> AsyncIterator[openai.AsyncOpenAI]:  # type: ignore[no-untyped-def]
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app))
-    async with openai.AsyncOpenAI(base_url="http://127.0.0.1:11434/v1", api_key="client-key", http_client=http) as c:
-        yield c
+async def ollama_client(app) -> AsyncIterator[ollama.AsyncClient]:  # type: ignore[no-untyped-def]
+    yield ollama.AsyncClient(host=PROXY_URL, transport=httpx.ASGITransport(app))
+
+
+@pytest.fixture
+async def openai_for(app: Any) -> AsyncIterator[Callable[[str], openai.AsyncOpenAI]]:
+    """The official OpenAI client with a given API key, talking to `app` in process."""
+    async with AsyncExitStack() as stack:
+
+        def make(key: str) -> openai.AsyncOpenAI:
+            http = httpx.AsyncClient(transport=httpx.ASGITransport(app))
+            client = openai.AsyncOpenAI(base_url=f"{PROXY_URL}/v1", api_key=key, http_client=http, max_retries=0)
+            stack.push_async_callback(client.close)
+            return client
+
+        yield make
+
+
+@pytest.fixture
+async def openai_client(openai_for: Callable[[str], openai.AsyncOpenAI]) -> openai.AsyncOpenAI:
+    return openai_for("client-key")
+
+
+@pytest.fixture
+async def anthropic_for(app: Any) -> AsyncIterator[Callable[[str], anthropic.AsyncAnthropic]]:
+    """The official Anthropic client with a given API key, talking to `app` in process."""
+    async with AsyncExitStack() as stack:
+
+        def make(key: str) -> anthropic.AsyncAnthropic:
+            # This SDK is built on httpx2, so its in-process transport comes from httpx2 as well.
+            http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app))
+            client = anthropic.AsyncAnthropic(base_url=PROXY_URL, api_key=key, http_client=http, max_retries=0)
+            stack.push_async_callback(client.close)
+            return client
+
+        yield make
+
+
+@pytest.fixture
+async def anthropic_client(anthropic_for: Callable[[str], anthropic.AsyncAnthropic]) -> anthropic.AsyncAnthropic:
+    return anthropic_for("k")

@@ -4,13 +4,11 @@ recorded Claude Code request), with the fake OpenAI upstream behind the app."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anthropic
 import httpx
-import httpx2
 import pytest
 
 from .fakes import chunk, dribble, openai_error, sse, sse_response, text_stream, tool_stream, usage_chunk
@@ -27,23 +25,13 @@ WEATHER_TOOL = {
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
-@pytest.fixture
-async def claude(app) -> AsyncIterator[anthropic.AsyncAnthropic]:  # type: ignore[no-untyped-def]
-    # This SDK is built on httpx2, so its in-process transport comes from httpx2 as well.
-    http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app))
-    async with anthropic.AsyncAnthropic(
-        base_url="http://127.0.0.1:11434", api_key="k", http_client=http, max_retries=0
-    ) as client:
-        yield client
-
-
 def upstream_messages(fake) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
     return fake.bodies("/chat/completions")[-1]["messages"]
 
 
-async def test_plain_text(fake, claude) -> None:
+async def test_plain_text(fake, anthropic_client) -> None:
     fake.on("POST", "/chat/completions", text_stream("Hello", " there!"))
-    message = await claude.messages.create(
+    message = await anthropic_client.messages.create(
         model="gpt-test", max_tokens=64, messages=[{"role": "user", "content": "Hi"}]
     )
     assert message.id.startswith("msg_") and message.type == "message" and message.role == "assistant"
@@ -56,9 +44,9 @@ async def test_plain_text(fake, claude) -> None:
     assert sent["max_tokens"] == 64 and sent["messages"] == [{"role": "user", "content": "Hi"}]
 
 
-async def test_system_prompt(fake, claude) -> None:
+async def test_system_prompt(fake, anthropic_client) -> None:
     fake.on("POST", "/chat/completions", text_stream("Ahoy"))
-    await claude.messages.create(
+    await anthropic_client.messages.create(
         model="gpt-test",
         max_tokens=64,
         system=[{"type": "text", "text": "Talk like a pirate.", "cache_control": {"type": "ephemeral"}}],
@@ -70,9 +58,9 @@ async def test_system_prompt(fake, claude) -> None:
     ]
 
 
-async def test_images(fake, claude) -> None:
+async def test_images(fake, anthropic_client) -> None:
     fake.on("POST", "/chat/completions", text_stream("Two dots."))
-    message = await claude.messages.create(
+    message = await anthropic_client.messages.create(
         model="gpt-test",
         max_tokens=64,
         messages=[
@@ -131,9 +119,11 @@ def _assert_second_turn(fake, first_call_id: str) -> None:  # type: ignore[no-un
     ]
 
 
-async def test_tool_use_loop_streamed(fake, claude) -> None:
+async def test_tool_use_loop_streamed(fake, anthropic_client) -> None:
     _tool_answer_then_text(fake)
-    async with claude.messages.stream(model="gpt-test", max_tokens=256, tools=[WEATHER_TOOL], messages=ASK) as stream:
+    async with anthropic_client.messages.stream(
+        model="gpt-test", max_tokens=256, tools=[WEATHER_TOOL], messages=ASK
+    ) as stream:
         raw = [event async for event in stream if event.type in ("content_block_start", "content_block_delta")]
         first = await stream.get_final_message()
     assert raw[0].type == "content_block_start"
@@ -146,7 +136,7 @@ async def test_tool_use_loop_streamed(fake, claude) -> None:
 
     result = {"type": "tool_result", "tool_use_id": use.id, "content": "18 °C, sunny"}  # type: ignore[union-attr]
     messages = [*ASK, first.to_param(), {"role": "user", "content": [result]}]
-    async with claude.messages.stream(
+    async with anthropic_client.messages.stream(
         model="gpt-test", max_tokens=256, tools=[WEATHER_TOOL], messages=messages
     ) as stream:
         answer = await stream.get_final_message()
@@ -154,13 +144,13 @@ async def test_tool_use_loop_streamed(fake, claude) -> None:
     _assert_second_turn(fake, "call_w1")
 
 
-async def test_tool_use_loop_not_streamed(fake, claude) -> None:
+async def test_tool_use_loop_not_streamed(fake, anthropic_client) -> None:
     _tool_answer_then_text(fake)
-    first = await claude.messages.create(model="gpt-test", max_tokens=256, tools=[WEATHER_TOOL], messages=ASK)
+    first = await anthropic_client.messages.create(model="gpt-test", max_tokens=256, tools=[WEATHER_TOOL], messages=ASK)
     assert first.stop_reason == "tool_use"
     assert [(b.type, b.input) for b in first.content] == [("tool_use", {"city": "Paris"})]  # type: ignore[union-attr]
     result = {"type": "tool_result", "tool_use_id": first.content[0].id, "content": "18 °C, sunny"}  # type: ignore[union-attr]
-    answer = await claude.messages.create(
+    answer = await anthropic_client.messages.create(
         model="gpt-test",
         max_tokens=256,
         tools=[WEATHER_TOOL],
@@ -172,9 +162,9 @@ async def test_tool_use_loop_not_streamed(fake, claude) -> None:
     assert fake.last_body["tool_choice"] == "auto"
 
 
-async def test_thinking(fake, claude) -> None:
+async def test_thinking(fake, anthropic_client) -> None:
     fake.on("POST", "/chat/completions", text_stream("42", reasoning=["Six ", "times seven."]))
-    async with claude.messages.stream(
+    async with anthropic_client.messages.stream(
         model="gpt-test",
         max_tokens=2048,
         thinking={"type": "enabled", "budget_tokens": 1024},
@@ -187,7 +177,7 @@ async def test_thinking(fake, claude) -> None:
     assert [block.type for block in message.content] == ["thinking", "text"]
     assert message.content[0].thinking == "Six times seven."  # type: ignore[union-attr]
 
-    await claude.messages.create(
+    await anthropic_client.messages.create(
         model="gpt-test",
         max_tokens=2048,
         messages=[{"role": "user", "content": "6*7?"}, message.to_param(), {"role": "user", "content": "Sure?"}],
@@ -195,9 +185,9 @@ async def test_thinking(fake, claude) -> None:
     assert upstream_messages(fake)[1] == {"role": "assistant", "content": "42", "reasoning_content": "Six times seven."}
 
 
-async def test_stop_sequences(fake, claude) -> None:
+async def test_stop_sequences(fake, anthropic_client) -> None:
     fake.on("POST", "/chat/completions", text_stream("1, 2, 3"))
-    message = await claude.messages.create(
+    message = await anthropic_client.messages.create(
         model="gpt-test", max_tokens=64, stop_sequences=[", 4"], messages=[{"role": "user", "content": "Count"}]
     )
     assert fake.last_body["stop"] == [", 4"]
@@ -205,9 +195,9 @@ async def test_stop_sequences(fake, claude) -> None:
     assert (message.stop_reason, message.stop_sequence) == ("end_turn", None)
 
 
-async def test_max_tokens_stop(fake, claude) -> None:
+async def test_max_tokens_stop(fake, anthropic_client) -> None:
     fake.on("POST", "/chat/completions", text_stream("Once upon a", finish="length"))
-    async with claude.messages.stream(
+    async with anthropic_client.messages.stream(
         model="gpt-test", max_tokens=3, messages=[{"role": "user", "content": "A story"}]
     ) as stream:
         message = await stream.get_final_message()
@@ -227,19 +217,23 @@ async def test_max_tokens_stop(fake, claude) -> None:
     ],
 )
 @pytest.mark.parametrize("stream", [False, True])
-async def test_upstream_errors(fake, claude, status: int, error_class: type, error_type: str, stream: bool) -> None:
+async def test_upstream_errors(
+    fake, anthropic_client, status: int, error_class: type, error_type: str, stream: bool
+) -> None:
     fake.on("POST", "/chat/completions", openai_error(status, f"upstream says {status}"))
     with pytest.raises(error_class) as caught:
-        await claude.messages.create(
+        await anthropic_client.messages.create(
             model="gpt-test", max_tokens=8, stream=stream, messages=[{"role": "user", "content": "Hi"}]
         )
     assert caught.value.status_code == status
     assert caught.value.body == {"type": "error", "error": {"type": error_type, "message": f"upstream says {status}"}}
 
 
-async def test_unknown_model_is_not_found(claude) -> None:
+async def test_unknown_model_is_not_found(anthropic_client) -> None:
     with pytest.raises(anthropic.NotFoundError, match="model 'claude-opus-9' not found"):
-        await claude.messages.create(model="claude-opus-9", max_tokens=8, messages=[{"role": "user", "content": "Hi"}])
+        await anthropic_client.messages.create(
+            model="claude-opus-9", max_tokens=8, messages=[{"role": "user", "content": "Hi"}]
+        )
 
 
 async def test_max_tokens_required(fake, client) -> None:
@@ -254,10 +248,10 @@ async def test_max_tokens_required(fake, client) -> None:
     assert fake.bodies("/chat/completions") == []
 
 
-async def test_error_chunk_before_any_answer_keeps_its_status(fake, claude) -> None:
+async def test_error_chunk_before_any_answer_keeps_its_status(fake, anthropic_client) -> None:
     fake.on("POST", "/chat/completions", sse_response(sse({"error": {"message": "slow down", "code": 429}})))
     with pytest.raises(anthropic.RateLimitError, match="slow down"):
-        async with claude.messages.stream(
+        async with anthropic_client.messages.stream(
             model="gpt-test", max_tokens=8, messages=[{"role": "user", "content": "Hi"}]
         ) as stream:
             await stream.get_final_message()
@@ -272,11 +266,11 @@ def _dying_upstream(fake) -> None:  # type: ignore[no-untyped-def]
     )
 
 
-async def test_mid_stream_failure_reaches_the_sdk(fake, claude) -> None:
+async def test_mid_stream_failure_reaches_the_sdk(fake, anthropic_client) -> None:
     _dying_upstream(fake)
     seen: list[str] = []
     with pytest.raises(anthropic.APIStatusError) as caught:
-        async with claude.messages.stream(
+        async with anthropic_client.messages.stream(
             model="gpt-test", max_tokens=64, messages=[{"role": "user", "content": "Hi"}]
         ) as stream:
             async for event in stream:
@@ -300,15 +294,15 @@ async def test_mid_stream_failure_is_an_error_event(fake, client) -> None:
 
 
 @pytest.mark.parametrize("settings_overrides", [{"api_key": None}])
-async def test_client_key_is_forwarded_when_no_key_is_configured(fake, claude) -> None:
+async def test_client_key_is_forwarded_when_no_key_is_configured(fake, anthropic_client) -> None:
     fake.on("POST", "/chat/completions", text_stream("ok"))
-    await claude.messages.create(model="gpt-test", max_tokens=8, messages=[{"role": "user", "content": "Hi"}])
+    await anthropic_client.messages.create(model="gpt-test", max_tokens=8, messages=[{"role": "user", "content": "Hi"}])
     sent = fake.requests[-1]
     assert sent.headers["authorization"] == "Bearer k"
 
 
-async def test_count_tokens(fake, claude) -> None:
-    counted = await claude.messages.count_tokens(
+async def test_count_tokens(fake, anthropic_client) -> None:
+    counted = await anthropic_client.messages.count_tokens(
         model="claude-anything",
         system="s" * 40,
         tools=[WEATHER_TOOL],

@@ -21,10 +21,11 @@ import ollama
 import openai
 import pytest
 
-from oai2ollama.app import create_app, targets_from
-from oai2ollama.catalog import Catalog, CatalogConfig, Source, catalog_config
+from oai2ollama.app import create_app
+from oai2ollama.catalog import Catalog
 from oai2ollama.config import Settings
 from oai2ollama.config_file import ConfigError, ModelRule
+from oai2ollama.configuration import CatalogConfig, Source, assemble
 from oai2ollama.errors import NotFound
 from oai2ollama.upstream import Target, Upstreams
 
@@ -543,7 +544,7 @@ async def test_passthrough_only_to_a_silent_upstream_once_others_have_listed() -
 def config_for(tmp_path: Path, toml: str, **values: Any) -> CatalogConfig:
     path = tmp_path / "oai2ollama.toml"
     path.write_text(toml, encoding="utf-8")
-    return catalog_config(Settings(_env_file=None, config=path, **values))  # type: ignore[call-arg]
+    return assemble(Settings(_env_file=None, config=path, **values)).catalog  # type: ignore[call-arg]
 
 
 async def test_base_url_is_the_default_upstream_beside_the_files(tmp_path: Path) -> None:
@@ -569,8 +570,8 @@ async def test_api_key_env_is_read_at_start_up(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("OR_KEY", "sk-or-1")
     path = tmp_path / "c.toml"
     path.write_text(upstream("or", "or.test", 'api_key_env = "OR_KEY"'))
-    targets = targets_from(Settings(_env_file=None, config=path))  # type: ignore[call-arg]
-    assert [(t.name, t.api_key) for t in targets] == [("or", "sk-or-1")]
+    sources = assemble(Settings(_env_file=None, config=path)).catalog.sources  # type: ignore[call-arg]
+    assert [(s.target.name, s.target.api_key) for s in sources] == [("or", "sk-or-1")]
 
 
 @pytest.mark.parametrize(
@@ -641,11 +642,11 @@ async def test_rendered_views_are_computed_once_per_refresh() -> None:
 
     async with direct({"u.test": fake}, [Source(Target("http://u.test/v1", name="u"))]) as (catalog, _):
         await catalog.cards()
-        assert catalog.rendered("names", render) == ["a:latest"]
-        assert catalog.rendered("names", render) == ["a:latest"]
+        assert catalog.index.rendered("names", render) == ["a:latest"]
+        assert catalog.index.rendered("names", render) == ["a:latest"]
         fake.models.append({"id": "b", "object": "model"})
         await catalog.refresh()
-        assert catalog.rendered("names", render) == ["a:latest", "b:latest"]
+        assert catalog.index.rendered("names", render) == ["a:latest", "b:latest"]
     assert renders == [1, 2]
 
 

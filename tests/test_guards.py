@@ -14,7 +14,8 @@ import uvicorn
 from oai2ollama import cli
 from oai2ollama.app import create_app
 from oai2ollama.config import Settings
-from oai2ollama.guards import host_allowed, is_loopback, machine_names, origin_pattern
+from oai2ollama.guards.hosts import host_allowed, is_loopback, machine_names
+from oai2ollama.guards.origins import origin_pattern
 
 from .fakes import API_KEY, BASE_URL, isolate_settings, text_stream
 from .loopback import serve

@@ -5,23 +5,23 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anthropic
 import httpx
-import httpx2
 import ollama
 import openai
 import pytest
 from pydantic import ValidationError
 
-from oai2ollama import cli, guards
+from oai2ollama import cli
 from oai2ollama.app import create_app
 from oai2ollama.config import Settings
 from oai2ollama.config_file import ConfigError, InboundKey, load
-from oai2ollama.guards import KeyRing, presented_keys
+from oai2ollama.configuration import assemble
+from oai2ollama.guards import keys as guard_keys
+from oai2ollama.guards.keys import KeyRing, presented_keys
 from oai2ollama.upstream import Upstreams
 
 from .fakes import BASE_URL, FakeUpstream, embeddings_response, isolate_settings, text_stream
@@ -59,39 +59,6 @@ def ollama_with(app: Any, key: str | None) -> ollama.AsyncClient:
     return ollama.AsyncClient(host="http://127.0.0.1:11434", transport=httpx.ASGITransport(app), headers=headers)
 
 
-@pytest.fixture
-async def openai_for(app: Any) -> AsyncIterator[Any]:
-    opened: list[openai.AsyncOpenAI] = []
-
-    def make(key: str) -> openai.AsyncOpenAI:
-        http = httpx.AsyncClient(transport=httpx.ASGITransport(app))
-        client = openai.AsyncOpenAI(base_url="http://127.0.0.1:11434/v1", api_key=key, http_client=http, max_retries=0)
-        opened.append(client)
-        return client
-
-    yield make
-    for client in opened:
-        await client.close()
-
-
-@pytest.fixture
-async def claude_for(app: Any) -> AsyncIterator[Any]:
-    opened: list[anthropic.AsyncAnthropic] = []
-
-    def make(key: str) -> anthropic.AsyncAnthropic:
-        # This SDK is built on httpx2, so its in-process transport comes from httpx2 as well.
-        http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app))
-        client = anthropic.AsyncAnthropic(
-            base_url="http://127.0.0.1:11434", api_key=key, http_client=http, max_retries=0
-        )
-        opened.append(client)
-        return client
-
-    yield make
-    for client in opened:
-        await client.close()
-
-
 # ---- pure pieces --------------------------------------------------------------------------------
 
 
@@ -121,7 +88,7 @@ def test_every_key_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch)
         compared.append((a, b))
         return original(a, b)
 
-    monkeypatch.setattr(guards.hmac, "compare_digest", compare)
+    monkeypatch.setattr(guard_keys.hmac, "compare_digest", compare)
     ring = KeyRing([InboundKey("first"), InboundKey("second"), InboundKey("third")])
     assert ring.find([b"first"]) == InboundKey("first")
     assert len(compared) == 3, "a match must not stop the comparison early"
@@ -224,15 +191,15 @@ async def test_openai_client(openai_for: Any, fake: FakeUpstream) -> None:
     assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == "Hello"
 
 
-async def test_anthropic_client_with_x_api_key(claude_for: Any, fake: FakeUpstream) -> None:
+async def test_anthropic_client_with_x_api_key(anthropic_for: Any, fake: FakeUpstream) -> None:
     fake.on("POST", "/chat/completions", text_stream("Hello"))
     with pytest.raises(anthropic.AuthenticationError):
-        await claude_for("wrong-key").messages.create(model="gpt-test", max_tokens=9, messages=ASK)
-    message = await claude_for(TEAM).messages.create(model="gpt-test", max_tokens=9, messages=ASK)
+        await anthropic_for("wrong-key").messages.create(model="gpt-test", max_tokens=9, messages=ASK)
+    message = await anthropic_for(TEAM).messages.create(model="gpt-test", max_tokens=9, messages=ASK)
     assert message.content[0].text == "Hello"  # type: ignore[union-attr]
 
 
-async def test_our_key_never_travels_upstream(app: Any, fake: FakeUpstream, claude_for: Any) -> None:
+async def test_our_key_never_travels_upstream(app: Any, fake: FakeUpstream, anthropic_for: Any) -> None:
     # Without an upstream key the client's Authorization would be forwarded; ours must not be.
     fake.on("POST", "/chat/completions", text_stream("Hello"))
     fake.on("POST", "/embeddings", embeddings_response([0.1, 0.2]))
@@ -240,7 +207,7 @@ async def test_our_key_never_travels_upstream(app: Any, fake: FakeUpstream, clau
         assert (await http.post("/api/chat", json={"model": "gpt-test", "messages": ASK})).status_code == 200
         assert (await http.post("/v1/chat/completions", json={"model": "gpt-test", "messages": ASK})).is_success
         assert (await http.post("/api/embed", json={"model": OTHER, "input": "Hi"})).status_code == 200
-    await claude_for(ADMIN).messages.create(model="gpt-test", max_tokens=9, messages=ASK)
+    await anthropic_for(ADMIN).messages.create(model="gpt-test", max_tokens=9, messages=ASK)
     sent = [r for r in fake.requests if r.url.path != "/v1/models"]
     assert len(sent) == 4
     for request in sent:
@@ -309,7 +276,7 @@ async def test_a_model_outside_the_keys_list_is_403_everywhere(
 
 
 async def test_clients_see_403_for_other_models_and_answers_for_theirs(
-    app: Any, fake: FakeUpstream, openai_for: Any, claude_for: Any
+    app: Any, fake: FakeUpstream, openai_for: Any, anthropic_for: Any
 ) -> None:
     fake.on("POST", "/chat/completions", text_stream("Hello"))
     with pytest.raises(ollama.ResponseError) as refused:
@@ -318,7 +285,7 @@ async def test_clients_see_403_for_other_models_and_answers_for_theirs(
     with pytest.raises(openai.PermissionDeniedError):
         await openai_for(TEAM).chat.completions.create(model=OTHER, messages=ASK)
     with pytest.raises(anthropic.PermissionDeniedError):
-        await claude_for(TEAM).messages.create(model=OTHER, max_tokens=9, messages=ASK)
+        await anthropic_for(TEAM).messages.create(model=OTHER, max_tokens=9, messages=ASK)
     answer = await ollama_with(app, TEAM).chat(model="gpt-test:latest", messages=ASK)
     assert answer.message.content == "Hello"
     assert (await ollama_with(app, TEAM).show("gpt-test")).capabilities
@@ -433,9 +400,9 @@ def test_a_key_given_twice_stops_the_start(config_path: Path, monkeypatch: pytes
     monkeypatch.setenv("TEAM_KEY", TEAM)
     settings = Settings(_env_file=None, base_url=BASE_URL, config=config_path, server_api_key=[ADMIN])  # type: ignore[call-arg]
     with pytest.raises(ValueError, match=r"\[\[keys\]\] #2: the same key is given by --server-api-key") as caught:
-        guards.policy_from(settings)
+        assemble(settings)
     assert ADMIN not in str(caught.value)
     twice = Settings(_env_file=None, base_url=BASE_URL, server_api_key=["again-1", "again-1"])  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="the same key is given twice") as caught:
-        guards.policy_from(twice)
+        assemble(twice)
     assert "again-1" not in str(caught.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -137,3 +138,16 @@ async def test_redirects_are_followed_through_the_real_transport():
             assert await response.json() == {"got": '{"a":1}'}
         finally:
             await client.aclose()
+
+
+async def test_start_up_says_what_each_upstream_lists(caplog: pytest.LogCaptureFixture) -> None:
+    upstream = SlowUpstream()
+    async with serve(upstream.app) as upstream_url:
+        settings = Settings(_env_file=None, base_url=upstream_url + "/v1")  # type: ignore[call-arg]
+        with caplog.at_level(logging.INFO, logger="oai2ollama.catalog"):
+            async with serve(create_app(settings)):
+                for _ in range(100):
+                    if any("answered" in r.getMessage() for r in caplog.records):
+                        break
+                    await asyncio.sleep(0.02)
+    assert "upstream default (127.0.0.1) answered: 1 model listed" in [r.getMessage() for r in caplog.records]

@@ -13,10 +13,10 @@ import httpx
 import openai
 import pytest
 
-from oai2ollama.app import create_app
 from oai2ollama.config import Settings
 from oai2ollama.upstream import Upstreams
 
+from .conftest import ClientFor
 from .fakes import (
     API_KEY,
     BASE_URL,
@@ -198,15 +198,10 @@ async def test_mid_stream_failure_through_the_official_client(
     assert received and received[-1].choices[0].delta.content == "partial"
 
 
-async def test_unreachable_upstream_is_502_openai_shaped(settings: Settings) -> None:
+async def test_unreachable_upstream_is_502_openai_shaped(settings: Settings, client_for: ClientFor) -> None:
     settings = settings.model_copy(update={"base_url": f"http://127.0.0.1:{closed_port()}/v1"})
-    upstreams = Upstreams(connect_timeout=2)
-    try:
-        app = create_app(settings, upstreams=upstreams)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://127.0.0.1:11434") as http:
-            response = await http.post("/v1/chat/completions", json={"model": "anything", "messages": HELLO})
-    finally:
-        await upstreams.aclose()
+    http = await client_for(settings, Upstreams(connect_timeout=2))
+    response = await http.post("/v1/chat/completions", json={"model": "anything", "messages": HELLO})
     assert response.status_code == 502
     error = response.json()["error"]
     assert error["type"] == "api_error" and "127.0.0.1" in error["message"]
@@ -391,26 +386,18 @@ async def test_model_retrieve_unknown_is_404(openai_client: openai.AsyncOpenAI, 
     assert response.json()["error"]["message"] == "model 'org/absent:free' not found"
 
 
-async def test_models_include_extras_when_upstream_fails(fake: FakeUpstream, settings: Settings) -> None:
+async def test_models_include_extras_when_upstream_fails(
+    fake: FakeUpstream, settings: Settings, client_for: ClientFor
+) -> None:
     fake.on("GET", "/models", openai_error(503, "down"))
-    upstreams = Upstreams(transport=fake.transport())
-    try:
-        app = create_app(settings.model_copy(update={"extra_models": ["mine"]}), upstreams=upstreams)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://127.0.0.1:11434") as http:
-            listing = (await http.get("/v1/models")).json()
-    finally:
-        await upstreams.aclose()
+    http = await client_for(settings.model_copy(update={"extra_models": ["mine"]}))
+    listing = (await http.get("/v1/models")).json()
     assert [m["id"] for m in listing["data"]] == ["mine:latest"]
 
 
-async def test_base_url_trailing_slash_makes_no_double_slash(fake: FakeUpstream) -> None:
+async def test_base_url_trailing_slash_makes_no_double_slash(fake: FakeUpstream, client_for: ClientFor) -> None:
     settings = Settings(_env_file=None, base_url=BASE_URL + "/", api_key=API_KEY)  # type: ignore[call-arg]
     fake.on("POST", "/chat/completions", httpx.Response(200, json=completion()))
-    upstreams = Upstreams(transport=fake.transport())
-    try:
-        app = create_app(settings, upstreams=upstreams)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://127.0.0.1:11434") as http:
-            await http.post("/v1/chat/completions", json={"model": "gpt-test", "messages": HELLO})
-    finally:
-        await upstreams.aclose()
+    http = await client_for(settings)
+    await http.post("/v1/chat/completions", json={"model": "gpt-test", "messages": HELLO})
     assert [r.url.path for r in fake.requests] == ["/v1/models", "/v1/chat/completions"]

@@ -7,11 +7,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from oai2ollama.app import create_app
 from oai2ollama.config import Settings
-from oai2ollama.upstream import Upstreams
 
-from .fakes import API_KEY, BASE_URL, FakeUpstream, completion, text_stream
+from .conftest import ClientFor
+from .fakes import API_KEY, BASE_URL, completion, text_stream
 
 pytestmark = pytest.mark.anyio
 
@@ -22,15 +21,10 @@ options = { temperature = 0.2, num_predict = 64, stop = ["END"] }
 
 
 @pytest.fixture
-async def client(tmp_path: Path, fake: FakeUpstream):
+async def client(tmp_path: Path, client_for: ClientFor) -> httpx.AsyncClient:
     path = tmp_path / "oai2ollama.toml"
     path.write_text(CONFIG)
-    settings = Settings(_env_file=None, base_url=BASE_URL, api_key=API_KEY, config=path)  # type: ignore[call-arg]
-    upstreams = Upstreams(transport=fake.transport())
-    app = create_app(settings, upstreams=upstreams)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://localhost:11434") as http:
-        yield http
-    await upstreams.aclose()
+    return await client_for(Settings(_env_file=None, base_url=BASE_URL, api_key=API_KEY, config=path))  # type: ignore[call-arg]
 
 
 CHAT = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "stream": False}

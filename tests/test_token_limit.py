@@ -3,17 +3,15 @@ every other OpenAI-compatible server gets `max_tokens`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
-from oai2ollama.app import create_app
 from oai2ollama.config import Settings
 from oai2ollama.translate.openai_request import with_token_limit
-from oai2ollama.upstream import Target, Upstreams
+from oai2ollama.upstream import Target
 
-from .fakes import FakeUpstream, completion, text_stream
+from .conftest import ClientFor
+from .fakes import completion, text_stream
 
 pytestmark = pytest.mark.anyio
 
@@ -44,13 +42,8 @@ def test_with_token_limit(body: dict, field: str, expected: dict) -> None:
 
 
 @pytest.fixture
-async def openai_hosted(fake: FakeUpstream) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(_env_file=None, base_url="https://api.openai.com/v1", api_key="sk-x")  # type: ignore[call-arg]
-    upstreams = Upstreams(transport=fake.transport())
-    app = create_app(settings, upstreams=upstreams)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://localhost:11434") as client:
-        yield client
-    await upstreams.aclose()
+async def openai_hosted(client_for: ClientFor) -> httpx.AsyncClient:
+    return await client_for(Settings(_env_file=None, base_url="https://api.openai.com/v1", api_key="sk-x"))  # type: ignore[call-arg]
 
 
 async def test_native_chat_to_openai_sends_max_completion_tokens(openai_hosted, fake):

@@ -44,5 +44,5 @@ async def send_upstream(request: Request, card: ModelCard, path: str, body: dict
         body = with_token_limit(body, target.token_limit_field)
     response = await upstreams.send(target, "POST", path, body=body, client_headers=request.headers)
     if response.ok:
-        catalog.touch(card)
+        request.app.state.in_use.touch(card.name)
     return response

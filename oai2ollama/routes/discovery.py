@@ -10,10 +10,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from .. import wire
+from .. import access, wire
 from ..catalog import Catalog
 from ..errors import ProxyError
 from ..http import JSON, NDJSON, json_body, json_response
+from ..in_use import ModelsInUse
 from ..translate.model_views import ps_entry, show_answer, tags_entry
 from . import RouteTable
 
@@ -41,7 +42,7 @@ async def tags(request: Request) -> Response:
     catalog = _catalog(request)
     await catalog.cards()
     # Built and encoded once per catalog refresh: clients poll this (Open WebUI, Copilot).
-    body = catalog.rendered(
+    body = catalog.index.rendered(
         "tags", lambda cards: wire.dumps({"models": [tags_entry(c, catalog.started) for c in cards]})
     )
     return Response(body, media_type=JSON)
@@ -58,8 +59,11 @@ async def show(request: Request) -> Response:
 
 @routes("/api/ps", "GET")
 async def ps(request: Request) -> Response:
-    loaded = _catalog(request).loaded()
-    return json_response({"models": [ps_entry(card, expires) for card, expires in loaded]})
+    index = _catalog(request).index
+    in_use: ModelsInUse = request.app.state.in_use
+    loaded = [(index.named(name), expires) for name, expires in in_use.loaded()]
+    entries = [ps_entry(card, expires) for card, expires in loaded if card is not None and access.may_use(card)]
+    return json_response({"models": entries})
 
 
 @routes("/api/pull", "POST")

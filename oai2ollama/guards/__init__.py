@@ -1,0 +1,104 @@
+"""The guards in front of every route: DNS rebinding, browser origins (CORS), inbound API keys, body size.
+
+The server holds a paid key on a well-known port, so, like Ollama, it refuses web pages from
+foreign origins and, while it listens on loopback only, requests whose `Host` is a foreign name
+(a DNS-rebinding page). A shared deployment can require its own keys, each optionally limited to
+some models; which models the current request may use is kept in `access.caller_models`.
+
+Each concern is its own small piece (`hosts`, `origins`, `keys`, `body_limit`); `Guards` runs them
+in one pure ASGI middleware, so a request without an `Origin` header, on a server without keys,
+costs one pass over its headers and a dictionary lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..access import caller_models
+from ..config import DEFAULT_MAX_BODY_SIZE, Settings
+from ..config_file import InboundKey
+from .body_limit import BodyLimit
+from .hosts import HostCheck, is_loopback, machine_names
+from .keys import CREDENTIAL_HEADERS, KeyRing
+from .origins import OriginCheck, origin_pattern, preflight, with_cors
+from .refusal import Refusal
+
+__all__ = ["Guards", "Policy", "is_loopback", "policy_from"]
+
+Render = Callable[[str, int, str, dict[str, str] | None], Response]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What the guards enforce, fixed at start-up."""
+
+    origins: OriginCheck = field(default_factory=lambda: OriginCheck(origin_pattern(())))
+    hosts: HostCheck = field(default_factory=lambda: HostCheck(None))
+    keys: KeyRing = field(default_factory=lambda: KeyRing(()))
+    body: BodyLimit = field(default_factory=lambda: BodyLimit(DEFAULT_MAX_BODY_SIZE))
+
+
+def policy_from(settings: Settings, keys: Sequence[InboundKey]) -> Policy:
+    return Policy(
+        origins=OriginCheck(origin_pattern(settings.origins)),
+        hosts=HostCheck(machine_names() if is_loopback(settings.host) else None),
+        keys=KeyRing(keys),
+        body=BodyLimit(settings.max_body_size),
+    )
+
+
+def _public(scope: Scope) -> bool:
+    """`GET /` answers "Ollama is running" to anyone, as health checks expect."""
+    return scope["path"] == "/" and scope["method"] in ("GET", "HEAD")
+
+
+class Guards:
+    """The ASGI middleware. `render(path, status, message, headers)` answers in the route's dialect."""
+
+    def __init__(self, app: ASGIApp, *, policy: Policy, render: Render):
+        self.app = app
+        self.policy = policy
+        self.render = render
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        policy = self.policy
+        headers = dict(scope["headers"])
+        # DNS rebinding first: such a page is same-origin with us, so the Origin check cannot see it.
+        refusal = policy.hosts(headers.get(b"host"))
+        origin = headers.get(b"origin")
+        if refusal is None and origin is not None:
+            refusal = policy.origins(origin)
+            if refusal is None:
+                if scope["method"] == "OPTIONS":
+                    await preflight(send, origin, headers)
+                    return
+                send = with_cors(send, origin)
+        models = None
+        if refusal is None and policy.keys and not _public(scope):
+            key = policy.keys.identify(headers)
+            if isinstance(key, Refusal):
+                refusal = key
+            else:
+                # The key is ours, not the upstream's: it must not be forwarded.
+                scope["headers"] = [item for item in scope["headers"] if item[0] not in CREDENTIAL_HEADERS]
+                models = key.models
+        length = headers.get(b"content-length")
+        if refusal is None:
+            refusal = policy.body.check(length)
+        if refusal is not None:
+            response = self.render(scope["path"], refusal.status, refusal.message, refusal.headers)
+            await response(scope, receive, send)
+            return
+        token = caller_models.set(models) if models is not None else None
+        try:
+            await self.app(scope, policy.body.watch(scope["method"], length, receive), send)
+        finally:
+            if token is not None:
+                caller_models.reset(token)

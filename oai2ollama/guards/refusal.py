@@ -1,0 +1,12 @@
+"""What a guard answers instead of the route."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    status: int
+    message: str
+    headers: dict[str, str] | None = None
