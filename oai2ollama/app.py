@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,15 +11,16 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .catalog import Catalog
 from .config import Settings
 from .configuration import assemble
+from .disconnect import CancelOnDisconnect
 from .errors import ProxyError, anthropic_body, ollama_body, openai_body
 from .guards import Guards, policy_from
-from .http import CancelOnDisconnect, json_response
+from .http import json_response
 from .in_use import ModelsInUse
+from .request_log import RequestLog
 from .routes import anthropic, discovery, native, openai
 from .upstream import Upstreams
 
@@ -64,40 +64,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return error_response(request.url.path, 500, f"internal error in oai2ollama: {type(exc).__name__}")
-
-
-class RequestLog:
-    """One log line per request: method, path, model, status, duration."""
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 0
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note)
-        finally:
-            if log.isEnabledFor(logging.INFO):
-                model = scope.get("state", {}).get("model")
-                log.info(
-                    "%s %s%s %s %.1f ms",
-                    scope["method"],
-                    scope["path"],
-                    f" model={model}" if model else "",
-                    status or "-",
-                    (time.perf_counter() - started) * 1000,
-                )
 
 
 def create_app(settings: Settings, *, upstreams: Upstreams | None = None) -> FastAPI:

@@ -1,16 +1,15 @@
 """Small HTTP helpers shared by the route modules: reading JSON bodies, writing JSON and streams,
-and `CancelOnDisconnect`, which stops the work of a client that went away."""
+and the base of our middlewares."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import wire
 from .errors import BadRequest, ProxyError
@@ -141,16 +140,9 @@ async def started(items: AsyncIterator[Any]) -> AsyncIterator[Any]:
 _NOTHING = object()
 
 
-class CancelOnDisconnect:
-    """ASGI middleware: a client that goes away before its answer has begun cancels its request.
-
-    Starlette notices a disconnect only while it streams a response. A handler still waiting on
-    the upstream (headers that come late, a first token after a long prompt, a non-streamed answer
-    being collected) would otherwise hold the upstream request until the upstream finished or
-    timed out. Once the request body has been read, the connection is watched: a disconnect
-    before the response starts cancels the handler, whose cleanup closes the upstream request at
-    once; after, it is only passed on, and Starlette's streaming stops as usual.
-    """
+class HTTPMiddleware:
+    """A pure ASGI middleware for HTTP requests: they go to `handle`; anything else (the lifespan)
+    passes straight through."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -159,46 +151,7 @@ class CancelOnDisconnect:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        gone = asyncio.Event()
-        responding = cancelled = False
-        watcher: asyncio.Task[None] | None = None
-        handler = asyncio.current_task()
-        assert handler is not None
+        await self.handle(scope, receive, send)
 
-        async def watch() -> None:
-            nonlocal cancelled
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            gone.set()
-            if not responding:
-                cancelled = True
-                handler.cancel()
-
-        async def receive_body() -> Message:
-            nonlocal watcher
-            if watcher is not None or gone.is_set():
-                await gone.wait()  # `watch` owns the connection's messages from here
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                gone.set()
-            elif not message.get("more_body", False):
-                watcher = asyncio.create_task(watch())
-            return message
-
-        async def note_start(message: Message) -> None:
-            nonlocal responding
-            if message["type"] == "http.response.start":
-                responding = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive_body, note_start)
-        except asyncio.CancelledError:
-            # Only the cancellation `watch` caused ends here; the server's own (shutting down) goes on.
-            if not cancelled or handler.uncancel() > 0:
-                raise
-            log.info("%s %s: the client went away before the answer began", scope["method"], scope["path"])
-        finally:
-            if watcher is not None:
-                watcher.cancel()
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError

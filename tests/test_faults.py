@@ -29,7 +29,7 @@ import pytest
 
 from oai2ollama.app import create_app
 from oai2ollama.config import Settings
-from oai2ollama.http import CancelOnDisconnect
+from oai2ollama.disconnect import CancelOnDisconnect
 
 from .fakes import closed_port
 from .loopback import serve

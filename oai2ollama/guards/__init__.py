@@ -21,9 +21,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..access import caller_models
 from ..config import DEFAULT_MAX_BODY_SIZE, Settings
 from ..config_file import InboundKey
+from ..http import HTTPMiddleware
 from .body_limit import BodyLimit
-from .hosts import HostCheck, is_loopback, machine_names
-from .keys import CREDENTIAL_HEADERS, KeyRing
+from .hosts import HostCheck, is_loopback, machine_names, one_host
+from .keys import CREDENTIAL_HEADERS, KeyRing, unreadable_credentials
 from .origins import OriginCheck, origin_pattern, preflight, with_cors
 from .refusal import Refusal
 
@@ -56,22 +57,19 @@ def _public(scope: Scope) -> bool:
     return scope["path"] == "/" and scope["method"] in ("GET", "HEAD")
 
 
-class Guards:
+class Guards(HTTPMiddleware):
     """The ASGI middleware. `render(path, status, message, headers)` answers in the route's dialect."""
 
     def __init__(self, app: ASGIApp, *, policy: Policy, render: Render):
-        self.app = app
+        super().__init__(app)
         self.policy = policy
         self.render = render
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         policy = self.policy
         headers = dict(scope["headers"])
         # DNS rebinding first: such a page is same-origin with us, so the Origin check cannot see it.
-        refusal = policy.hosts(headers.get(b"host"))
+        refusal = policy.hosts(headers.get(b"host")) or one_host(scope["headers"])
         origin = headers.get(b"origin")
         if refusal is None and origin is not None:
             refusal = policy.origins(origin)
@@ -80,6 +78,7 @@ class Guards:
                     await preflight(send, origin, headers)
                     return
                 send = with_cors(send, origin)
+        refusal = refusal or unreadable_credentials(headers)
         models = None
         if refusal is None and policy.keys and not _public(scope):
             key = policy.keys.identify(headers)

@@ -59,6 +59,21 @@ def host_allowed(header: str, names: frozenset[str]) -> bool:
     return address.is_loopback or address.is_unspecified
 
 
+_TWO_HOSTS = Refusal(400, "more than one Host header")
+
+
+def one_host(headers: list[tuple[bytes, bytes]]) -> Refusal | None:
+    """Two `Host` headers make the request ambiguous (RFC 9112 §3.2: answer 400): which one the
+    check saw and which one a later reader takes could differ."""
+    seen = False
+    for name, _ in headers:
+        if name == b"host":
+            if seen:
+                return _TWO_HOSTS
+            seen = True
+    return None
+
+
 class HostCheck:
     """`names`: the machine's names, when the check is on (listening on loopback); None: off."""
 

@@ -22,6 +22,15 @@ _MISSING = Refusal(
 _INVALID = Refusal(401, "invalid API key", {"WWW-Authenticate": "Bearer"})
 
 
+def unreadable_credentials(headers: dict[bytes, bytes]) -> Refusal | None:
+    """A credential header that is not ASCII: no key is such, and none can be sent on upstream."""
+    for name in CREDENTIAL_HEADERS:
+        value = headers.get(name)
+        if value is not None and not value.isascii():
+            return Refusal(400, f"the {name.decode()} header must be ASCII (an API key is)")
+    return None
+
+
 def presented_keys(authorization: bytes | None, api_key: bytes | None) -> list[bytes]:
     """The credentials a request carries: `Authorization: Bearer <key>` (OpenAI, Ollama clients)
     and `x-api-key: <key>` (Anthropic clients). Copilot's empty `Bearer ` is no credential."""

@@ -16,7 +16,7 @@ from ..errors import ProxyError
 from ..http import JSON, NDJSON, json_body, json_response
 from ..in_use import ModelsInUse
 from ..translate.model_views import ps_entry, show_answer, tags_entry
-from . import RouteTable
+from . import Endpoint, RouteTable
 
 routes = RouteTable()
 
@@ -81,24 +81,20 @@ async def pull(request: Request) -> Response:
     return Response(b"".join(wire.ndjson_line(step) for step in steps), media_type=NDJSON)
 
 
-@routes("/api/push", "POST")
-async def push(request: Request) -> Response:
-    raise ProxyError(MANAGED_UPSTREAM.format("pushed"), status=400)
+def _refuse(done: str) -> Endpoint:
+    async def refuse(request: Request) -> Response:
+        raise ProxyError(MANAGED_UPSTREAM.format(done), status=400)
+
+    return refuse
 
 
-@routes("/api/create", "POST")
-async def create(request: Request) -> Response:
-    raise ProxyError(MANAGED_UPSTREAM.format("created"), status=400)
-
-
-@routes("/api/copy", "POST")
-async def copy(request: Request) -> Response:
-    raise ProxyError(MANAGED_UPSTREAM.format("copied"), status=400)
-
-
-@routes("/api/delete", "DELETE")
-async def delete(request: Request) -> Response:
-    raise ProxyError(MANAGED_UPSTREAM.format("deleted"), status=400)
+for route, method, done in (
+    ("/api/push", "POST", "pushed"),
+    ("/api/create", "POST", "created"),
+    ("/api/copy", "POST", "copied"),
+    ("/api/delete", "DELETE", "deleted"),
+):
+    routes(route, method)(_refuse(done))
 
 
 @routes("/api/blobs/{digest}", "HEAD", "POST")

@@ -17,7 +17,7 @@ from ..translate import ollama_request as to_openai
 from ..translate.ollama_answer import Kind, collect_batches, embed_answer, load_answer, ndjson_line, ollama_lines
 from ..translate.overrides import native_request as native_overrides
 from ..translate.streams import openai_chunk_batches
-from . import RouteTable, send_upstream
+from . import Endpoint, RouteTable, send_upstream
 
 routes = RouteTable()
 
@@ -73,14 +73,15 @@ async def _answer(request: Request, kind: Kind) -> Response:
     return StreamResponse(encode_stream(first, bytes, _error_line), media_type=NDJSON)
 
 
-@routes("/api/chat", "POST")
-async def chat(request: Request) -> Response:
-    return await _answer(request, "chat")
+def _answer_as(kind: Kind) -> Endpoint:
+    async def answer(request: Request) -> Response:
+        return await _answer(request, kind)
+
+    return answer
 
 
-@routes("/api/generate", "POST")
-async def generate(request: Request) -> Response:
-    return await _answer(request, "generate")
+routes("/api/chat", "POST")(_answer_as("chat"))
+routes("/api/generate", "POST")(_answer_as("generate"))
 
 
 async def _embeddings(request: Request, req: dict[str, Any], inputs: list[str], started_ns: int) -> dict[str, Any]:

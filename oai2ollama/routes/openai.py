@@ -19,7 +19,7 @@ from ..translate.openai_request import upstream_request
 from ..translate.overrides import openai_request as openai_overrides
 from ..upstream import ERROR_BODY_LIMIT, relayed_headers
 from ..upstream import Response as UpstreamResponse
-from . import RouteTable, send_upstream
+from . import Endpoint, RouteTable, send_upstream
 
 routes = RouteTable()
 
@@ -90,25 +90,21 @@ async def _relay_error(response: UpstreamResponse) -> Response:
     return Response(body, status_code=response.status, headers=headers)
 
 
-@routes("/v1/chat/completions", "POST")
-@routes("/chat/completions", "POST")  # some Copilot builds call the base URL without /v1
-async def chat_completions(request: Request) -> Response:
-    return await _relay(request, "/chat/completions")
+def _relay_to(path: str) -> Endpoint:
+    async def relay(request: Request) -> Response:
+        return await _relay(request, path)
+
+    return relay
 
 
-@routes("/v1/completions", "POST")
-async def completions(request: Request) -> Response:
-    return await _relay(request, "/completions")
-
-
-@routes("/v1/embeddings", "POST")
-async def embeddings(request: Request) -> Response:
-    return await _relay(request, "/embeddings")
-
-
-@routes("/v1/responses", "POST")
-async def responses(request: Request) -> Response:
-    return await _relay(request, "/responses")
+for route, path in (
+    ("/v1/chat/completions", "/chat/completions"),
+    ("/chat/completions", "/chat/completions"),  # some Copilot builds call the base URL without /v1
+    ("/v1/completions", "/completions"),
+    ("/v1/embeddings", "/embeddings"),
+    ("/v1/responses", "/responses"),
+):
+    routes(route, "POST")(_relay_to(path))
 
 
 @routes("/v1/models", "GET")
