@@ -122,6 +122,11 @@ class Settings(BaseSettings):
         description="Browser origins allowed besides localhost and apps, * as wildcard: https://*.example.com "
         "(env OLLAMA_ORIGINS, comma list)",
     )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        [],
+        description="Host names clients may use besides local ones; turns the DNS-rebinding check on also when "
+        "listening on 0.0.0.0 (in Docker: localhost). *.example.com as wildcard (env ALLOWED_HOSTS, comma list)",
+    )
     server_api_key: Annotated[list[SecretStr], NoDecode] = Field(
         [],
         validation_alias=AliasChoices("server_api_key", "OAI2OLLAMA_SERVER_API_KEYS"),
@@ -139,7 +144,7 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("capabilities", "capacities", "extra_models", "origins", mode="before")
+    @field_validator("capabilities", "capacities", "extra_models", "origins", "allowed_hosts", mode="before")
     @classmethod
     def _lists(cls, value: object) -> object:
         return _split_list(value)

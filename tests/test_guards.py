@@ -305,6 +305,26 @@ async def test_server_on_other_addresses_does_not_check_host(client: httpx.Async
     assert response.status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("settings_overrides", "host", "status"),
+    [
+        ({"host": "0.0.0.0", "allowed_hosts": "localhost"}, "evil.example:11434", 403),
+        ({"host": "0.0.0.0", "allowed_hosts": "localhost"}, "localhost:11434", 200),
+        ({"host": "0.0.0.0", "allowed_hosts": "localhost"}, "127.0.0.1:11434", 200),
+        ({"host": "0.0.0.0", "allowed_hosts": "gw.example,*.corp.example"}, "GW.example", 200),
+        ({"host": "0.0.0.0", "allowed_hosts": "gw.example,*.corp.example"}, "ai.corp.example:443", 200),
+        ({"host": "0.0.0.0", "allowed_hosts": "gw.example,*.corp.example"}, "corp.example.evil.example", 403),
+        ({"host": "localhost", "allowed_hosts": "gw.example"}, "gw.example", 200),
+    ],
+    indirect=["settings_overrides"],
+)
+async def test_allowed_hosts_keep_the_host_check_on_in_a_container(
+    client: httpx.AsyncClient, host: str, status: int
+) -> None:
+    response = await client.get("/api/tags", headers={"Host": host})
+    assert response.status_code == status, response.text
+
+
 # ---- the start-up warning -----------------------------------------------------------------------
 
 

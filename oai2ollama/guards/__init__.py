@@ -23,7 +23,7 @@ from ..config import DEFAULT_MAX_BODY_SIZE, Settings
 from ..config_file import InboundKey
 from ..http import HTTPMiddleware
 from .body_limit import BodyLimit
-from .hosts import HostCheck, is_loopback, machine_names, one_host
+from .hosts import HostCheck, allowed_names, is_loopback, one_host
 from .keys import CREDENTIAL_HEADERS, KeyRing, unreadable_credentials
 from .origins import OriginCheck, origin_pattern, preflight, with_cors
 from .refusal import Refusal
@@ -46,7 +46,7 @@ class Policy:
 def policy_from(settings: Settings, keys: Sequence[InboundKey]) -> Policy:
     return Policy(
         origins=OriginCheck(origin_pattern(settings.origins)),
-        hosts=HostCheck(machine_names() if is_loopback(settings.host) else None),
+        hosts=HostCheck(allowed_names(settings.host, settings.allowed_hosts)),
         keys=KeyRing(keys),
         body=BodyLimit(settings.max_body_size),
     )

@@ -48,9 +48,12 @@ def host_name(header: str) -> str:
 
 def host_allowed(header: str, names: frozenset[str]) -> bool:
     """Whether a loopback-bound server may answer a request for this `Host`: loopback and
-    unspecified IPs, `localhost`, `*.localhost` and the machine's own names cannot be a rebinding page."""
+    unspecified IPs, `localhost`, `*.localhost` and the machine's own names cannot be a rebinding
+    page; nor can the names the user allows (`*.example.com` allows its subdomains)."""
     name = host_name(header)
     if not name or name == "localhost" or name.endswith(".localhost") or name in names:
+        return True
+    if any(allowed.startswith("*.") and name.endswith(allowed[1:]) for allowed in names):
         return True
     try:
         address = ipaddress.ip_address(name)
@@ -74,8 +77,16 @@ def one_host(headers: list[tuple[bytes, bytes]]) -> Refusal | None:
     return None
 
 
+def allowed_names(listen_host: str, allowed_hosts: list[str], hostname: str | None = None) -> frozenset[str] | None:
+    """The names a Host header may carry, or None when there is no Host check: listening beyond
+    loopback with no names given, where the server is meant to be reached under any name."""
+    if not is_loopback(listen_host) and not allowed_hosts:
+        return None
+    return machine_names(hostname) | {host_name(name) for name in allowed_hosts}
+
+
 class HostCheck:
-    """`names`: the machine's names, when the check is on (listening on loopback); None: off."""
+    """`names`: the names allowed besides local ones, when the check is on; None: off."""
 
     def __init__(self, names: frozenset[str] | None):
         self.names = names
