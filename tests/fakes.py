@@ -284,3 +284,51 @@ def embeddings_response(*vectors: list[float], order: Iterable[int] | None = Non
 def transcript(name: str) -> bytes:
     """A recorded upstream body, `tests/transcripts/<name>`, byte for byte."""
     return (TRANSCRIPTS / name).read_bytes()
+
+
+# ---------------------------------------------------------------- chunk builders for the translators
+
+
+def call_chunk(index: int | None, call_id: str = "", name: str = "", arguments: str | None = None) -> dict[str, Any]:
+    """One tool-call fragment in a chunk, carrying only the fields given (as later fragments do)."""
+    fragment: dict[str, Any] = {"function": {}}
+    if index is not None:
+        fragment["index"] = index
+    if call_id:
+        fragment.update(id=call_id, type="function")
+    if name:
+        fragment["function"]["name"] = name
+    if arguments is not None:
+        fragment["function"]["arguments"] = arguments
+    return chunk({"tool_calls": [fragment]})
+
+
+def logprobs_chunk(content: str, *entries: dict[str, Any]) -> dict[str, Any]:
+    """A content chunk with the chat logprobs of its tokens."""
+    answer = chunk({"content": content})
+    answer["choices"][0]["logprobs"] = {"content": list(entries), "refusal": None}
+    return answer
+
+
+def ndjson(body: bytes) -> list[dict[str, Any]]:
+    """NDJSON lines as a client reads them; every line, the last included, must end with LF."""
+    assert body.endswith(b"\n"), body[-80:]
+    return [json.loads(line) for line in body.split(b"\n")[:-1]]
+
+
+def joined_lines(lines: list[dict[str, Any]], kind: str = "chat") -> dict[str, Any]:
+    """What a client makes of streamed native lines: texts, thinking, tool calls and logprobs joined
+    in order, the rest from the `done` line. Written apart from the proxy's own joining, to check it."""
+    parts = [line["message"] for line in lines] if kind == "chat" else lines
+    text_key = "content" if kind == "chat" else "response"
+    said: dict[str, Any] = {text_key: "".join(part[text_key] for part in parts)}
+    if thinking := "".join(part.get("thinking", "") for part in parts):
+        said["thinking"] = thinking
+    if calls := [call for part in parts for call in part.get("tool_calls", ())]:
+        said["tool_calls"] = calls
+    if kind == "chat":
+        said = {"message": {"role": "assistant", **said}}
+    if logprobs := [entry for line in lines for entry in line.get("logprobs", ())]:
+        said["logprobs"] = logprobs
+    final = {k: v for k, v in lines[-1].items() if k not in ("message", "response", "thinking", "tool_calls")}
+    return {**final, **said}

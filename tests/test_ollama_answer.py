@@ -1,8 +1,11 @@
-"""Pieces → native NDJSON chunks, non-streamed answers, load answers and embed answers."""
+"""Upstream chunk batches → native NDJSON lines and non-streamed answers; load and embed answers.
+
+Answers are driven the way the routes drive them: OpenAI chunk dicts, in the batches
+`openai_chunk_batches` hands out, into `ollama_lines` (streamed) or `collect_batches` (not).
+"""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -11,25 +14,33 @@ from typing import Any
 import pytest
 
 from oai2ollama.errors import UpstreamError
-from oai2ollama.translate.answer import Piece, ToolCallFragment
 from oai2ollama.translate.ollama_answer import (
     Kind,
-    collect,
     collect_batches,
     done_reason,
     embed_answer,
     load_answer,
     now_rfc3339,
-    ollama_chunks,
     ollama_lines,
 )
 
-from .fakes import chunk, text_stream, tool_stream, usage_chunk
+from .fakes import (
+    call_chunk,
+    chunk,
+    completion,
+    joined_lines,
+    logprobs_chunk,
+    ndjson,
+    text_stream,
+    tool_stream,
+    usage_chunk,
+)
 
 pytestmark = pytest.mark.anyio
 
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
-USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+Batch = list[dict[str, Any]]
+Batching = Callable[[list[dict[str, Any]]], list[Batch]]
 
 
 def clock(*values: int) -> Callable[[], int]:
@@ -41,9 +52,34 @@ async def source(items: Iterable[Any]) -> AsyncIterator[Any]:
         yield item
 
 
-async def encode(items: list[Piece], kind: Kind = "chat", times: tuple[int, ...] = (250, 1000)) -> list[dict[str, Any]]:
-    chunks = ollama_chunks(source(items), kind=kind, model="gpt-test", started_ns=0, clock=clock(*times))
-    return [c async for c in chunks]
+def one_per_batch(chunks: list[dict[str, Any]]) -> list[Batch]:
+    return [[c] for c in chunks]
+
+
+def one_batch(chunks: list[dict[str, Any]]) -> list[Batch]:
+    return [chunks]
+
+
+# How the upstream's reads group its chunks must not change the answer: checked at both extremes.
+BATCHINGS = pytest.mark.parametrize("batching", [one_per_batch, one_batch], ids=["read-per-chunk", "one-read"])
+
+
+async def writes(batches: list[Batch], kind: Kind = "chat", times: tuple[int, ...] = (250, 1000)) -> list[bytes]:
+    stream = ollama_lines(source(batches), kind=kind, model="gpt-test", started_ns=0, clock=clock(*times))
+    return [write async for write in stream]
+
+
+async def streamed(
+    batches: list[Batch], kind: Kind = "chat", times: tuple[int, ...] = (250, 1000)
+) -> list[dict[str, Any]]:
+    """The lines a client reads from the streamed route, parsed."""
+    return ndjson(b"".join(await writes(batches, kind, times)))
+
+
+async def collected(batches: list[Batch], kind: Kind = "chat", times: tuple[int, ...] = (250, 1000)) -> dict[str, Any]:
+    """The non-streamed route's answer, its time checked and removed."""
+    answer = await collect_batches(source(batches), kind=kind, model="gpt-test", started_ns=0, clock=clock(*times))
+    return without_time(answer)
 
 
 def without_time(chunk: dict[str, Any]) -> dict[str, Any]:
@@ -65,31 +101,30 @@ METRICS = {
 }
 
 
-async def test_chat_stream() -> None:
-    chunks = await encode(
-        [Piece(), Piece(content="Hel"), Piece(content="lo"), Piece(finish_reason="stop"), Piece(usage=USAGE)]
-    )
-    assert [without_time(c) for c in chunks] == [
+@BATCHINGS
+async def test_chat_stream(batching: Batching) -> None:
+    lines = await streamed(batching(text_stream("Hel", "lo")))
+    assert [without_time(c) for c in lines] == [
         text("Hel"),
         text("lo"),
         {**text("", done=True), "done_reason": "stop", **METRICS},
     ]
 
 
-async def test_thinking_goes_to_message_thinking() -> None:
-    chunks = await encode([Piece(thinking="Let me see."), Piece(content="4"), Piece(finish_reason="stop")])
-    assert [c["message"] for c in chunks[:2]] == [
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+async def test_thinking_goes_to_message_thinking(field: str) -> None:
+    lines = await streamed(one_per_batch(text_stream("4", reasoning=["Let me see."], field=field)))
+    assert [c["message"] for c in lines[:2]] == [
         {"role": "assistant", "content": "", "thinking": "Let me see."},
         {"role": "assistant", "content": "4"},
     ]
-    assert "thinking" not in chunks[-1]["message"]
+    assert "thinking" not in lines[-1]["message"]
 
 
-async def test_generate_stream() -> None:
-    chunks = await encode(
-        [Piece(thinking="hmm"), Piece(content="Blue."), Piece(finish_reason="length"), Piece(usage=USAGE)], "generate"
-    )
-    assert [without_time(c) for c in chunks] == [
+@BATCHINGS
+async def test_generate_stream(batching: Batching) -> None:
+    lines = await streamed(batching(text_stream("Blue.", finish="length", reasoning=["hmm"])), "generate")
+    assert [without_time(c) for c in lines] == [
         {"model": "gpt-test", "response": "", "thinking": "hmm", "done": False},
         {"model": "gpt-test", "response": "Blue.", "done": False},
         {"model": "gpt-test", "response": "", "done": True, "done_reason": "length", "context": [], **METRICS},
@@ -104,16 +139,28 @@ def test_done_reason(finish: str | None, reason: str) -> None:
     assert done_reason(finish) == reason
 
 
-async def test_complete_tool_calls_one_per_chunk() -> None:
-    pieces = [
-        Piece(tool_calls=[ToolCallFragment(0, "call_a", "get_weather", '{"city": ')]),
-        Piece(tool_calls=[ToolCallFragment(1, "call_b", "get_time", "")]),
-        Piece(tool_calls=[ToolCallFragment(0, "", "", '"Paris"}')]),
-        Piece(finish_reason="tool_calls"),
-        Piece(usage=USAGE),
-    ]
-    chunks = [without_time(c) for c in await encode(pieces)]
-    assert chunks[:2] == [
+@pytest.mark.parametrize(
+    ("finish", "reason"), [("stop", "stop"), ("length", "length"), ("tool_calls", "stop"), ("content_filter", "stop")]
+)
+async def test_the_upstream_finish_reaches_the_done_line(finish: str, reason: str) -> None:
+    lines = await streamed([text_stream("x", finish=finish)])
+    assert lines[-1]["done_reason"] == reason
+
+
+INTERLEAVED_CALLS = [
+    chunk({"role": "assistant", "content": None}),
+    call_chunk(0, "call_a", "get_weather", '{"city": '),
+    call_chunk(1, "call_b", "get_time", ""),
+    call_chunk(0, arguments='"Paris"}'),
+    chunk({}, "tool_calls"),
+    usage_chunk(),
+]
+
+
+@BATCHINGS
+async def test_complete_tool_calls_one_per_chunk(batching: Batching) -> None:
+    lines = [without_time(c) for c in await streamed(batching(INTERLEAVED_CALLS))]
+    assert lines[:2] == [
         {
             **text(""),
             "message": {
@@ -133,22 +180,65 @@ async def test_complete_tool_calls_one_per_chunk() -> None:
             },
         },
     ]
-    assert chunks[2]["done"] is True
-    assert chunks[2]["done_reason"] == "stop"
-    assert chunks[2]["prompt_eval_duration"] == 250  # the first tool fragment ended prompt evaluation
+    # A tool-call finish is "stop", as in Ollama; the first tool fragment (at 250) ended prompt evaluation.
+    assert lines[2:] == [{**text("", done=True), "done_reason": "stop", **METRICS}]
+
+
+def native_call(index: int, call_id: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {"id": call_id, "function": {"index": index, "name": name, "arguments": arguments}}
+
+
+@pytest.mark.parametrize(
+    ("upstream", "calls"),
+    [
+        pytest.param(
+            [call_chunk(0, "call_x", "a", '{"n": 1}'), call_chunk(0, "call_y", "b", "{}")],
+            [native_call(0, "call_x", "a", {"n": 1}), native_call(1, "call_y", "b", {})],
+            id="every-call-at-index-0-ollama-v1-sglang",
+        ),
+        pytest.param(
+            [call_chunk(3, "c3", "late", "{}"), call_chunk(1, "c1", "early", "{}")],
+            [native_call(0, "c1", "early", {}), native_call(1, "c3", "late", {})],
+            id="server-indices-renumbered-from-0-in-order",
+        ),
+        pytest.param(
+            [call_chunk(None, "c1", "a", '{"n":'), call_chunk(None, arguments=" 1}"), call_chunk(None, "c2", "b", "")],
+            [native_call(0, "c1", "a", {"n": 1}), native_call(1, "c2", "b", {})],
+            id="no-indices-a-new-id-starts-a-new-call",
+        ),
+    ],
+)
+async def test_tool_call_numbering(upstream: list[dict[str, Any]], calls: list[dict[str, Any]]) -> None:
+    lines = await streamed(one_per_batch([*upstream, chunk({}, "tool_calls")]))
+    assert [line["message"]["tool_calls"] for line in lines[:-1]] == [[call] for call in calls]
+
+
+async def test_a_call_without_an_id_gets_one_shaped_like_ollamas() -> None:
+    lines = await streamed([[call_chunk(None, name="f", arguments="{}"), chunk({}, "tool_calls")]])
+    (call,) = lines[0]["message"]["tool_calls"]
+    assert re.fullmatch(r"call_[0-9a-f]{8}", call["id"])
+    assert call["function"] == {"index": 0, "name": "f", "arguments": {}}
+
+
+async def test_generate_puts_tool_calls_beside_the_response() -> None:
+    lines = await streamed([tool_stream(("call_1", "f", {"a": 1}))], "generate")
+    assert lines[0]["tool_calls"] == [{"id": "call_1", "function": {"index": 0, "name": "f", "arguments": {"a": 1}}}]
+    assert "message" not in lines[0]
 
 
 async def test_logprobs_pass_on() -> None:
     entry = {"token": "Hi", "logprob": -0.25, "bytes": [72, 105], "top_logprobs": []}
-    chunks = await encode([Piece(content="Hi", logprobs=[entry]), Piece(logprobs=[entry])])
-    assert chunks[0]["logprobs"] == [entry]
-    assert chunks[1]["message"]["content"] == ""
-    assert chunks[1]["logprobs"] == [entry]
+    lines = await streamed([[logprobs_chunk("Hi", entry), logprobs_chunk("", entry)]])
+    assert lines[0]["logprobs"] == [entry]
+    assert lines[1]["message"]["content"] == ""
+    assert lines[1]["logprobs"] == [entry]
+    assert "logprobs" not in lines[2]
 
 
 async def test_metrics_without_usage_or_output() -> None:
-    chunks = await encode([Piece(finish_reason="stop")], times=(400,))
-    final = chunks[-1]
+    lines = await streamed([[chunk({}, "stop")]], times=(400,))
+    final = lines[-1]
+    assert len(lines) == 1
     assert "prompt_eval_count" not in final
     assert "eval_count" not in final
     assert final["total_duration"] == 400
@@ -156,9 +246,9 @@ async def test_metrics_without_usage_or_output() -> None:
     assert final["eval_duration"] == 1  # never zero, which clients would read as "absent"
 
 
-async def test_every_chunk_has_the_fields_strict_clients_require() -> None:
-    pieces = [Piece(thinking="t"), Piece(content="c"), Piece(tool_calls=[ToolCallFragment(0, "x", "f", "{}")])]
-    for c in await encode(pieces):
+async def test_every_line_has_the_fields_strict_clients_require() -> None:
+    upstream = [chunk({"reasoning_content": "t"}), chunk({"content": "c"}), call_chunk(0, "x", "f", "{}")]
+    for c in await streamed(one_per_batch(upstream)):
         assert isinstance(c["model"], str)
         assert RFC3339_UTC.fullmatch(c["created_at"])
         assert isinstance(c["message"]["content"], str)
@@ -173,100 +263,127 @@ def test_now_rfc3339_is_utc_now() -> None:
     assert abs(datetime.now(UTC) - parsed) < timedelta(seconds=2)
 
 
-# ---------------------------------------------------------------- NDJSON lines, the streamed hot path
-
-
-async def lines(batches: list[list[dict[str, Any]]], kind: Kind = "chat") -> list[bytes]:
-    stream = ollama_lines(source(batches), kind=kind, model="m", started_ns=0, clock=clock(250, 1000))
-    return [write async for write in stream]
+# ---------------------------------------------------------------- NDJSON writes
 
 
 async def test_one_write_per_batch_and_nothing_for_empty_batches() -> None:
-    writes = await lines(
+    sent = await writes(
         [
             [chunk({"role": "assistant", "content": ""}), chunk({"content": "a"}), chunk({"content": "b"})],
             [chunk({}, "stop")],
         ]
     )
-    assert len(writes) == 2  # the second batch wrote nothing; the final chunk is its own write
-    first = writes[0].split(b"\n")
-    assert first[-1] == b""  # every line ends with LF
-    assert [json.loads(line)["message"]["content"] for line in first[:-1]] == ["a", "b"]
-    final = json.loads(writes[1])
-    assert final["done"] is True
-    assert writes[1].endswith(b"}\n")
+    assert len(sent) == 2  # the second batch wrote nothing; the final chunk is its own write
+    assert [line["message"]["content"] for line in ndjson(sent[0])] == ["a", "b"]
+    assert ndjson(sent[1])[0]["done"] is True
 
 
 async def test_lines_have_no_blank_lines_and_escape_line_separators() -> None:
-    writes = await lines([text_stream("a\u2028b", "c\u2029d\n")])
-    body = b"".join(writes)
+    body = b"".join(await writes([text_stream("a\u2028b", "c\u2029d\n")]))
     assert b"\n\n" not in body
     assert "\u2028".encode() not in body
     assert "\u2029".encode() not in body
     assert b"\\u2028" in body
-    decoded = [json.loads(line) for line in body.decode().split("\n") if line]
-    assert "".join(d["message"]["content"] for d in decoded) == "a\u2028bc\u2029d\n"
+    assert "".join(d["message"]["content"] for d in ndjson(body)) == "a\u2028bc\u2029d\n"
 
 
 async def test_lines_assemble_tool_calls_across_batches() -> None:
-    stream = tool_stream(("call_1", "get_weather", {"city": "Paris"}), pieces=5)
-    body = b"".join(await lines([[c] for c in stream]))
-    decoded = [json.loads(line) for line in body.splitlines()]
-    assert decoded[0]["message"]["tool_calls"] == [
+    lines = await streamed(one_per_batch(tool_stream(("call_1", "get_weather", {"city": "Paris"}), pieces=5)))
+    assert lines[0]["message"]["tool_calls"] == [
         {"id": "call_1", "function": {"index": 0, "name": "get_weather", "arguments": {"city": "Paris"}}}
     ]
-    assert decoded[1]["done"] is True
+    assert lines[1]["done"] is True
 
 
 async def test_lines_stop_at_an_upstream_error_after_what_came_before() -> None:
-    async def failing() -> AsyncIterator[list[dict[str, Any]]]:
+    async def failing() -> AsyncIterator[Batch]:
         yield [chunk({"content": "partial"})]
         raise UpstreamError("upstream up.test broke off the answer: connection reset")
 
     stream = ollama_lines(failing(), kind="chat", model="m", started_ns=0)
-    assert json.loads(await anext(stream))["message"]["content"] == "partial"
+    assert ndjson(await anext(stream))[0]["message"]["content"] == "partial"
     with pytest.raises(UpstreamError, match="broke off"):
         await anext(stream)
 
 
-async def test_lines_close_their_source_when_stopped_early() -> None:
-    closed = []
+async def test_usage_only_final_chunk_gives_the_counts() -> None:
+    lines = await streamed([[chunk({"content": "x"}), chunk({}, "stop")], [usage_chunk(3, 2)]])
+    assert (lines[-1]["prompt_eval_count"], lines[-1]["eval_count"]) == (3, 2)
 
-    async def upstream() -> AsyncIterator[list[dict[str, Any]]]:
-        try:
-            yield [chunk({"content": "a"})]
-            yield [chunk({"content": "b"})]
-        finally:
-            closed.append(True)
 
-    stream = ollama_lines(upstream(), kind="chat", model="m", started_ns=0)
+# ---------------------------------------------------------------- the source is closed however it ends
+
+
+class TrackedBatches:
+    """Upstream batches that record being closed, optionally failing after them."""
+
+    def __init__(self, *batches: Batch, error: Exception | None = None) -> None:
+        self.batches, self.error = batches, error
+        self.closed = False
+
+    def __aiter__(self) -> AsyncIterator[Batch]:
+        return self
+
+    async def __anext__(self) -> Batch:
+        if self.batches:
+            batch, *rest = self.batches
+            self.batches = tuple(rest)
+            return batch
+        if self.error is not None:
+            raise self.error
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_lines_close_their_source_at_the_end_on_error_and_when_stopped_early() -> None:
+    whole = TrackedBatches([chunk({"content": "a"})])
+    assert len([w async for w in ollama_lines(whole, kind="chat", model="m", started_ns=0)]) == 2
+    assert whole.closed
+
+    failing = TrackedBatches([chunk({"content": "a"})], error=UpstreamError("gone"))
+    with pytest.raises(UpstreamError, match="gone"):
+        [w async for w in ollama_lines(failing, kind="chat", model="m", started_ns=0)]
+    assert failing.closed
+
+    early = TrackedBatches([chunk({"content": "a"})], [chunk({"content": "b"})])
+    stream = ollama_lines(early, kind="chat", model="m", started_ns=0)
     await anext(stream)
     await stream.aclose()
-    assert closed == [True]
+    assert early.closed
+
+
+async def test_collect_batches_closes_its_source_at_the_end_and_on_error() -> None:
+    whole = TrackedBatches([chunk({"content": "a"})])
+    assert (await collect_batches(whole, kind="chat", model="m", started_ns=0))["message"]["content"] == "a"
+    assert whole.closed
+
+    failing = TrackedBatches([chunk({"content": "a"})], error=UpstreamError("gone"))
+    with pytest.raises(UpstreamError, match="gone"):
+        await collect_batches(failing, kind="generate", model="m", started_ns=0)
+    assert failing.closed
 
 
 # ---------------------------------------------------------------- stream:false
 
 
-async def collected(items: list[Piece], kind: Kind = "chat") -> dict[str, Any]:
-    chunks = ollama_chunks(source(items), kind=kind, model="gpt-test", started_ns=0, clock=clock(250, 1000))
-    return without_time(await collect(chunks, kind))
+LOGPROB = {"token": "a", "logprob": -1.0}
 
 
-async def test_collect_chat() -> None:
-    entry = {"token": "a", "logprob": -1.0}
-    answer = await collected(
-        [
-            Piece(thinking="x"),
-            Piece(thinking="y"),
-            Piece(content="Hel", logprobs=[entry]),
-            Piece(content="lo", logprobs=[entry]),
-            Piece(tool_calls=[ToolCallFragment(0, "c1", "f", '{"a": 1}')]),
-            Piece(finish_reason="tool_calls"),
-            Piece(usage=USAGE),
-        ]
-    )
-    assert answer == {
+@BATCHINGS
+async def test_collect_chat(batching: Batching) -> None:
+    upstream = [
+        chunk({"role": "assistant", "content": ""}),
+        chunk({"reasoning_content": "x"}),
+        chunk({"reasoning_content": "y"}),
+        logprobs_chunk("Hel", LOGPROB),
+        logprobs_chunk("lo", LOGPROB),
+        call_chunk(0, "c1", "f", '{"a": 1}'),
+        chunk({}, "tool_calls"),
+        usage_chunk(),
+    ]
+    assert await collected(batching(upstream)) == {
         "model": "gpt-test",
         "message": {
             "role": "assistant",
@@ -277,15 +394,14 @@ async def test_collect_chat() -> None:
         "done": True,
         "done_reason": "stop",
         **METRICS,
-        "logprobs": [entry, entry],
+        "logprobs": [LOGPROB, LOGPROB],
     }
 
 
-async def test_collect_generate() -> None:
-    answer = await collected(
-        [Piece(thinking="t"), Piece(content="Blue"), Piece(content="."), Piece(usage=USAGE)], "generate"
-    )
-    assert answer == {
+@BATCHINGS
+async def test_collect_generate(batching: Batching) -> None:
+    upstream = [chunk({"reasoning": "t"}), chunk({"content": "Blue"}), chunk({"content": "."}), usage_chunk()]
+    assert await collected(batching(upstream), "generate") == {
         "model": "gpt-test",
         "response": "Blue.",
         "thinking": "t",
@@ -296,63 +412,36 @@ async def test_collect_generate() -> None:
     }
 
 
-async def test_collect_equals_the_joined_stream() -> None:
-    items = [
-        Piece(thinking="a"),
-        Piece(content="b"),
-        Piece(content="c"),
-        Piece(finish_reason="length"),
-        Piece(usage=USAGE),
-    ]
-    streamed = await encode(items)
-    answer = await collected(items)
-    assert answer["message"]["content"] == "".join(c["message"]["content"] for c in streamed)
-    assert answer["message"]["thinking"] == "".join(c["message"].get("thinking", "") for c in streamed)
-    assert {k: v for k, v in answer.items() if k != "message"} == {
-        k: v for k, v in without_time(streamed[-1]).items() if k != "message"
-    }
-
-
-async def test_collect_batches_is_the_streamed_lines_joined() -> None:
-    upstream = [
-        chunk({"role": "assistant", "content": ""}),
-        chunk({"reasoning": "think"}),
-        chunk({"content": "Call"}),
-        chunk({"content": "ing."}),
-        *tool_stream(("call_1", "get_weather", {"city": "Paris"}))[1:],
-    ]
-    batches = [upstream[:3], upstream[3:5], upstream[5:]]
-    streamed = [json.loads(line) for line in b"".join(await lines(batches)).splitlines()]
-    answer = await collect_batches(source(batches), kind="chat", model="m", started_ns=0, clock=clock(250, 1000))
-    assert RFC3339_UTC.fullmatch(answer.pop("created_at"))
+async def test_collect_a_non_streamed_completion() -> None:
+    # An upstream that ignored `stream: true` hands over one document: the only chunk.
+    answer = await collected([[completion("Hi", finish="length", reasoning_content="r")]])
     assert answer == {
-        "model": "m",
-        "message": {
-            "role": "assistant",
-            "content": "Calling.",
-            "thinking": "think",
-            "tool_calls": streamed[3]["message"]["tool_calls"],
-        },
+        "model": "gpt-test",
+        "message": {"role": "assistant", "content": "Hi", "thinking": "r"},
         "done": True,
-        "done_reason": "stop",
+        "done_reason": "length",
         **METRICS,
     }
-    assert [c["message"].get("content") for c in streamed[:3]] == ["", "Call", "ing."]
 
 
-async def test_collect_batches_closes_its_source_on_error() -> None:
-    closed = []
+STREAMS = [
+    pytest.param("chat", text_stream("b", "c", finish="length", reasoning=["a"]), id="text-and-thinking"),
+    pytest.param("generate", text_stream("Blue", ".", reasoning=["t"], field="reasoning"), id="generate"),
+    pytest.param("chat", INTERLEAVED_CALLS, id="interleaved-tool-calls"),
+    pytest.param("generate", tool_stream(("c1", "f", {"x": 1}), ("c2", "g", {})), id="generate-tool-calls"),
+    pytest.param(
+        "chat",
+        [logprobs_chunk("a", LOGPROB), chunk({"content": "b"}), logprobs_chunk("", LOGPROB), chunk({}, "stop")],
+        id="logprobs",
+    ),
+    pytest.param("chat", [], id="nothing"),
+]
 
-    async def failing() -> AsyncIterator[list[dict[str, Any]]]:
-        try:
-            yield [chunk({"content": "a"})]
-            raise UpstreamError("gone")
-        finally:
-            closed.append(True)
 
-    with pytest.raises(UpstreamError, match="gone"):
-        await collect_batches(failing(), kind="generate", model="m", started_ns=0)
-    assert closed == [True]
+@pytest.mark.parametrize(("kind", "upstream"), STREAMS)
+async def test_the_non_streamed_answer_is_the_streamed_lines_joined(kind: Kind, upstream: list[Any]) -> None:
+    lines = [without_time(c) for c in await streamed(one_per_batch(upstream), kind)]
+    assert await collected([upstream], kind) == joined_lines(lines, kind)
 
 
 # ---------------------------------------------------------------- load answers
@@ -423,9 +512,3 @@ def test_embed_answer_rejects_a_wrong_upstream_answer(upstream: Any, message: st
         embed_answer("emb", upstream, count=2, host="up.test", started_ns=0, now_ns=1)
     assert caught.value.status == 502
     assert message in caught.value.message
-
-
-async def test_usage_only_final_chunk_gives_the_counts() -> None:
-    body = b"".join(await lines([[chunk({"content": "x"}), chunk({}, "stop")], [usage_chunk(3, 2)]]))
-    final = json.loads(body.splitlines()[-1])
-    assert (final["prompt_eval_count"], final["eval_count"]) == (3, 2)

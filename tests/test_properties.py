@@ -6,8 +6,13 @@
 - A streamed answer, cut into SSE events and then into network reads at random byte boundaries,
   reassembles into exactly the answer that the same content gives when it arrives as one
   non-streamed completion: for the native routes and for the Anthropic route.
+- How an upstream body is cut into reads changes neither its lines nor its chunks.
 - Whatever bytes or chunk objects an upstream sends, the stream stages raise nothing but our
-  `ProxyError` family.
+  `ProxyError` family, and the Anthropic encoder writes well-formed events.
+
+Answers go the way the routes send them: `openai_chunk_batches` into `ollama_lines` or
+`collect_batches` (routes/native.py); `openai_chunks` into `pieces` into `message_events`
+(routes/anthropic.py).
 
 The runs are bounded (and the same every run) so that the suite stays fast; set
 PROPERTY_EXAMPLES (and PROPERTY_RANDOM=1) for a deeper search.
@@ -21,7 +26,7 @@ import itertools
 import json
 import os
 import string
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -29,19 +34,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from oai2ollama import wire
-from oai2ollama.errors import ProxyError
-from oai2ollama.translate.answer import Piece, ToolCallFragment, pieces
+from oai2ollama.errors import ProxyError, UpstreamError
+from oai2ollama.translate.answer import pieces
 from oai2ollama.translate.anthropic_answer import collect_message, message_events
-from oai2ollama.translate.ollama_answer import collect, collect_batches, joined, ollama_chunks, ollama_lines
+from oai2ollama.translate.ollama_answer import Kind, collect_batches, ollama_lines
 from oai2ollama.translate.ollama_request import chat_request
-from oai2ollama.translate.streams import (
-    EventReader,
-    LineSplitter,
-    openai_chunk_batches,
-    openai_chunks,
-    split_lines,
-    sse_payloads,
-)
+from oai2ollama.translate.streams import LineSplitter, openai_chunk_batches, openai_chunks
+
+from .fakes import joined_lines, ndjson
 
 pytestmark = pytest.mark.anyio
 
@@ -349,7 +349,7 @@ def sse_bytes(chunks: list[dict[str, Any]]) -> bytes:
     return b"".join(wire.sse_frame(chunk) for chunk in chunks) + wire.SSE_DONE
 
 
-async def reads(data: bytes, cuts: list[int]) -> AsyncIterator[bytes]:
+async def reads(data: bytes, cuts: Sequence[int]) -> AsyncIterator[bytes]:
     """`data` as network reads, cut at the given offsets (anywhere: inside a line, a UTF-8 character)."""
     bounds = sorted({0, len(data), *(cut % (len(data) + 1) for cut in cuts)})
     for start, end in itertools.pairwise(bounds):
@@ -363,19 +363,20 @@ def untimed(answer: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in answer.items() if key not in TIMING}
 
 
-async def native_streamed(data: bytes, cuts: list[int]) -> dict[str, Any]:
+async def native_streamed(data: bytes, cuts: list[int], kind: Kind = "chat") -> dict[str, Any]:
     """What a client reassembles from the streamed /api/chat route's NDJSON lines."""
     batches = openai_chunk_batches(reads(data, cuts), content_type=SSE, host=HOST)
-    lines = b"".join([part async for part in ollama_lines(batches, kind="chat", model="m", started_ns=0)])
-    chunks = [json.loads(line) for line in lines.split(b"\n") if line]
-    assert [chunk["done"] for chunk in chunks] == [False] * (len(chunks) - 1) + [True]
-    return joined(chunks, "chat")
+    lines = ndjson(b"".join([part async for part in ollama_lines(batches, kind=kind, model="m", started_ns=0)]))
+    assert [line["done"] for line in lines] == [False] * (len(lines) - 1) + [True]
+    return joined_lines(lines, kind)
 
 
-async def native_collected(data: bytes, content_type: str) -> dict[str, Any]:
+async def native_collected(
+    data: bytes, content_type: str, cuts: Sequence[int] = (), kind: Kind = "chat"
+) -> dict[str, Any]:
     """The answer of the non-streamed /api/chat route."""
-    batches = openai_chunk_batches(reads(data, []), content_type=content_type, host=HOST)
-    return await collect_batches(batches, kind="chat", model="m", started_ns=0)
+    batches = openai_chunk_batches(reads(data, cuts), content_type=content_type, host=HOST)
+    return await collect_batches(batches, kind=kind, model="m", started_ns=0)
 
 
 @PROPERTIES
@@ -387,11 +388,8 @@ async def test_a_streamed_native_answer_reassembles_into_the_non_streamed_one(
     from_stream = untimed(await native_streamed(streamed, cuts))
     from_document = untimed(await native_collected(completion_document(answer), JSON))
     assert from_stream == from_document
-    # The same through the one-stage-per-step path (chunks → pieces → native chunks → collect).
-    stages = ollama_chunks(
-        pieces(openai_chunks(reads(streamed, cuts), content_type=SSE, host=HOST)), kind="chat", model="m", started_ns=0
-    )
-    assert untimed(await collect(stages, "chat")) == from_document
+    # stream:false: the upstream is still asked to stream, and the answer is collected from its events.
+    assert untimed(await native_collected(streamed, SSE, cuts)) == from_document
     # And the answer holds what the upstream said.
     message = from_document["message"]
     assert message["content"] == "".join(answer["content"])
@@ -416,18 +414,17 @@ def parse_sse_events(data: bytes) -> list[dict[str, Any]]:
     return events
 
 
-async def anthropic_message(data: bytes, content_type: str, cuts: list[int], *, streamed: bool) -> dict[str, Any]:
+async def anthropic_events(data: bytes, content_type: str, cuts: Sequence[int]) -> list[dict[str, Any]]:
+    """The events of /v1/messages for an upstream body, composed as routes/anthropic.py composes them."""
     chunks = openai_chunks(reads(data, cuts), content_type=content_type, host=HOST)
-    events = message_events(pieces(chunks), model="m", input_tokens=3, msg_id="msg_p")
-    if not streamed:
-        return await collect_message(events)
-    wire_bytes = b"".join([wire.sse_frame(event, event=event["type"]) async for event in events])
+    return await exhaust(message_events(pieces(chunks), model="m", input_tokens=3, msg_id="msg_p"))
 
-    async def parsed() -> AsyncIterator[dict[str, Any]]:
-        for event in parse_sse_events(wire_bytes):
-            yield event
 
-    return await collect_message(parsed())
+async def anthropic_message(data: bytes, content_type: str, cuts: Sequence[int], *, streamed: bool) -> dict[str, Any]:
+    events = await anthropic_events(data, content_type, cuts)
+    if streamed:  # what a client reads back from the SSE frames
+        events = parse_sse_events(b"".join(wire.sse_frame(event, event=event["type"]) for event in events))
+    return await collect_message(replay(events))
 
 
 @PROPERTIES
@@ -478,20 +475,31 @@ async def exhaust(items: Any) -> list[Any]:
     return [item async for item in items]
 
 
+async def replay(items: list[Any]) -> AsyncIterator[Any]:
+    for item in items:
+        yield item
+
+
 async def from_parts(parts: list[bytes]) -> AsyncIterator[bytes]:
     for part in parts:
         yield part
 
 
+def split_reference(data: bytes) -> list[bytes]:
+    """Lines as the SSE spec (less its lone CR) reads them: ended by LF, a CR before it dropped."""
+    lines = data.split(b"\n")
+    if not lines[-1]:
+        lines.pop()
+    return [line.removesuffix(b"\r") for line in lines]
+
+
 @PROPERTIES
-@given(parts=byte_soups | near_sse.map(lambda data: [data[:7], data[7:]]))
-async def test_line_and_event_stages_take_any_bytes(parts: list[bytes]) -> None:
-    splitter, reader = LineSplitter(), EventReader()
-    lines = [line for part in parts for line in splitter.feed(part)] + splitter.close()
-    assert lines == await exhaust(split_lines(from_parts(parts)))
-    assert all(b"\n" not in line for line in lines)
-    payloads = reader.feed(lines) + reader.close()
-    assert payloads == await exhaust(sse_payloads(split_lines(from_parts(parts))))
+@given(data=st.binary(max_size=200) | near_sse, cuts=st.lists(st.integers(0, 10**4), max_size=12))
+def test_lines_do_not_depend_on_how_the_reads_were_cut(data: bytes, cuts: list[int]) -> None:
+    splitter = LineSplitter()
+    bounds = sorted({0, len(data), *(cut % (len(data) + 1) for cut in cuts)})
+    lines = [line for start, end in itertools.pairwise(bounds) for line in splitter.feed(data[start:end])]
+    assert lines + splitter.close() == split_reference(data)
 
 
 @PROPERTIES
@@ -500,8 +508,19 @@ async def test_random_bytes_raise_nothing_but_our_errors(parts: list[bytes], con
     with contextlib.suppress(ProxyError):
         await exhaust(openai_chunk_batches(from_parts(parts), content_type=content_type, host=HOST))
     with contextlib.suppress(ProxyError):
+        lines = ollama_lines(
+            openai_chunk_batches(from_parts(parts), content_type=content_type, host=HOST),
+            kind="generate",
+            model="m",
+            started_ns=0,
+        )
+        ndjson(b"".join(await exhaust(lines)))
+    with contextlib.suppress(ProxyError):
+        batches = openai_chunk_batches(from_parts(parts), content_type=content_type, host=HOST)
+        await collect_batches(batches, kind="generate", model="m", started_ns=0)
+    with contextlib.suppress(ProxyError):
         chunks = openai_chunks(from_parts(parts), content_type=content_type, host=HOST)
-        await collect(ollama_chunks(pieces(chunks), kind="generate", model="m", started_ns=0), "generate")
+        await exhaust(message_events(pieces(chunks), model="m", input_tokens=1))
 
 
 # Chunk objects with every field of the format, holding anything.
@@ -554,6 +573,28 @@ chunk_objects = st.fixed_dictionaries(
 )
 
 
+async def outcome(data: bytes, cuts: Sequence[int], content_type: str) -> tuple[list[Any], Any]:
+    """The chunks `openai_chunk_batches` hands out, and the error it ends with (or None)."""
+    chunks: list[Any] = []
+    try:
+        async for batch in openai_chunk_batches(reads(data, cuts), content_type=content_type, host=HOST):
+            assert batch, "an empty batch"
+            chunks += batch
+    except UpstreamError as exc:
+        return chunks, (exc.status, exc.message)
+    return chunks, None
+
+
+@PROPERTIES
+@given(
+    data=st.binary(max_size=200) | near_sse | st.lists(chunk_objects | anything, max_size=4).map(sse_bytes),
+    cuts=st.lists(st.integers(0, 10**4), max_size=12),
+    content_type=content_types,
+)
+async def test_chunks_do_not_depend_on_how_the_reads_were_cut(data: bytes, cuts: list[int], content_type: str) -> None:
+    assert await outcome(data, cuts, content_type) == await outcome(data, [], content_type)
+
+
 @PROPERTIES
 @given(objects=st.lists(chunk_objects | anything, max_size=8), cuts=st.lists(st.integers(0, 10**4), max_size=6))
 async def test_any_chunk_objects_raise_nothing_but_our_errors(objects: list[Any], cuts: list[int]) -> None:
@@ -562,47 +603,45 @@ async def test_any_chunk_objects_raise_nothing_but_our_errors(objects: list[Any]
         lines = ollama_lines(
             openai_chunk_batches(reads(data, cuts), content_type=SSE, host=HOST), kind="chat", model="m", started_ns=0
         )
-        for line in b"".join(await exhaust(lines)).split(b"\n")[:-1]:
-            json.loads(line)
+        ndjson(b"".join(await exhaust(lines)))
     with contextlib.suppress(ProxyError):
         await native_collected(data, SSE)
     with contextlib.suppress(ProxyError):
         await anthropic_message(data, SSE, cuts, streamed=True)
 
 
-piece_list = st.lists(
-    st.builds(
-        Piece,
-        content=st.text(max_size=4),
-        thinking=st.text(max_size=4),
-        tool_calls=st.lists(
-            st.builds(
-                ToolCallFragment,
-                index=st.integers(0, 3),
-                id=st.sampled_from(["", "call_a", "call_b"]),
-                name=st.sampled_from(["", "f"]),
-                arguments=st.text(max_size=4),
-            ),
-            max_size=3,
-        ),
-        finish_reason=st.sampled_from([None, "stop", "length", "tool_calls", "content_filter"]),
-        usage=st.none() | st.fixed_dictionaries({"prompt_tokens": st.integers(0, 99), "completion_tokens": anything}),
-    ),
-    max_size=8,
+# Chunks that read into every kind of piece: text, thinking, tool-call fragments (numbered or not,
+# with or without ids, interleaved), finish reasons, usage (its counts possibly nonsense).
+encoder_fragments = st.fixed_dictionaries(
+    {"function": st.fixed_dictionaries({}, optional={"name": st.sampled_from(["", "f"]), "arguments": texts})},
+    optional={"index": st.integers(0, 3), "id": st.sampled_from(["", "call_a", "call_b"])},
 )
+encoder_deltas = st.fixed_dictionaries(
+    {},
+    optional={
+        "content": st.text(max_size=4),
+        "reasoning_content": st.text(max_size=4),
+        "tool_calls": st.lists(encoder_fragments, max_size=3),
+    },
+)
+encoder_usage = st.fixed_dictionaries({"prompt_tokens": st.integers(0, 99), "completion_tokens": anything})
+encoder_chunks = st.builds(
+    lambda delta, finish, usage: {
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        **({"usage": usage} if usage else {}),
+    },
+    encoder_deltas,
+    st.sampled_from([None, "stop", "length", "tool_calls", "content_filter"]),
+    st.none() | encoder_usage,
+) | st.builds(lambda usage: {"choices": [], "usage": usage}, encoder_usage)
 
 
 @PROPERTIES
-@given(items=piece_list)
-async def test_the_anthropic_encoder_takes_any_pieces(items: list[Piece]) -> None:
+@given(chunks=st.lists(encoder_chunks, max_size=8), cuts=st.lists(st.integers(0, 10**4), max_size=6))
+async def test_the_anthropic_encoder_takes_any_pieces(chunks: list[dict[str, Any]], cuts: list[int]) -> None:
     """Well-formed events, or our error (tool calls whose arguments interleave cannot be blocks)."""
-
-    async def source() -> AsyncIterator[Piece]:
-        for item in items:
-            yield item
-
     try:
-        events = await exhaust(message_events(source(), model="m", input_tokens=1, msg_id="msg_p"))
+        events = await anthropic_events(sse_bytes(chunks), SSE, cuts)
     except ProxyError:
         return
     assert events[0]["type"] == "message_start" and [e["type"] for e in events[-2:]] == [
@@ -620,11 +659,6 @@ async def test_the_anthropic_encoder_takes_any_pieces(items: list[Piece]) -> Non
             assert event["index"] == open_block
             open_block = None
     assert open_block is None
-    for event in events:
-        wire.dumps(event)
-
-    async def replay() -> AsyncIterator[dict[str, Any]]:
-        for event in events:
-            yield event
-
-    await collect_message(replay())
+    frames = b"".join(wire.sse_frame(event, event=event["type"]) for event in events)
+    assert parse_sse_events(frames) == events
+    await collect_message(replay(events))

@@ -1,4 +1,10 @@
-"""The byte-stream stages: lines, SSE payloads, chunk dicts, and how each fails."""
+"""The byte-stream stages: lines, SSE payloads, chunk dicts, and how each fails.
+
+Framing is checked where production does it: bodies cut into reads at every byte go through
+`openai_chunk_batches`; the line and event cores are also fed directly, through the same
+`feed`/`close` calls it makes, where a detail (a kept space, a stripped CR) leaves no trace in the
+decoded chunks.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,14 @@ from typing import Any
 
 import pytest
 
+from oai2ollama import wire
 from oai2ollama.errors import UpstreamError
 from oai2ollama.translate.streams import (
+    EventReader,
+    LineSplitter,
     decode_chunk,
     openai_chunk_batches,
     openai_chunks,
-    split_lines,
-    sse_payloads,
 )
 
 from .fakes import chunk, sse, text_stream, usage_chunk
@@ -29,19 +36,32 @@ async def body(*parts: bytes) -> AsyncIterator[bytes]:
         yield part
 
 
-async def lines_of(*parts: bytes) -> list[bytes]:
-    return [line async for line in split_lines(body(*parts))]
-
-
-async def payloads_of(*parts: bytes) -> list[bytes]:
-    return [payload async for payload in sse_payloads(split_lines(body(*parts)))]
+async def batches_of(*parts: bytes, content_type: str = SSE) -> list[list[dict[str, Any]]]:
+    return [b async for b in openai_chunk_batches(body(*parts), content_type=content_type, host="up.test")]
 
 
 async def chunks_of(*parts: bytes, content_type: str = SSE) -> list[dict[str, Any]]:
     return [c async for c in openai_chunks(body(*parts), content_type=content_type, host="up.test")]
 
 
-# ---------------------------------------------------------------- split_lines
+def every_cut(raw: bytes) -> list[list[bytes]]:
+    """`raw` as two reads cut at each offset, and as one read per byte."""
+    return [[raw[:i], raw[i:]] for i in range(len(raw) + 1)] + [[raw[i : i + 1] for i in range(len(raw))]]
+
+
+def lines_of(*reads: bytes) -> list[bytes]:
+    """What `openai_chunk_batches` gets from its splitter: `feed` per read, `close` at the end."""
+    splitter = LineSplitter()
+    return [line for read in reads for line in splitter.feed(read)] + splitter.close()
+
+
+def payloads_of(raw: bytes) -> list[bytes]:
+    """The event reader fed the body's lines, then closed, as at the end of a body."""
+    reader = EventReader()
+    return reader.feed(lines_of(raw)) + reader.close()
+
+
+# ---------------------------------------------------------------- lines
 
 TRICKY = '{"c":"a\u2028b\u2029c\u0085d\r\x0be"}'.encode()
 
@@ -51,12 +71,14 @@ TRICKY = '{"c":"a\u2028b\u2029c\u0085d\r\x0be"}'.encode()
     [
         pytest.param([b"a\nb\n"], [b"a", b"b"], id="lf"),
         pytest.param([b"a\r\nb\r\n"], [b"a", b"b"], id="crlf"),
+        pytest.param([b"a\r\nb\n"], [b"a", b"b"], id="mixed"),
         pytest.param([b"a\n\nb\n"], [b"a", b"", b"b"], id="blank-lines-kept"),
         pytest.param([b"da", b"ta: 1\nda", b"ta: 2\n"], [b"data: 1", b"data: 2"], id="across-chunks"),
         pytest.param([b"a", b"b", b"c", b"\n"], [b"abc"], id="one-line-in-many-chunks"),
         pytest.param([b"a\r", b"\nb\n"], [b"a", b"b"], id="crlf-split-across-chunks"),
         pytest.param([b"a\n", b"tail"], [b"a", b"tail"], id="no-final-newline"),
         pytest.param([b"tail\r"], [b"tail"], id="final-cr"),
+        pytest.param([b"a\rb\n"], [b"a\rb"], id="lone-cr-is-not-a-line-end"),
         pytest.param([b"", b"a\n", b""], [b"a"], id="empty-reads"),
         pytest.param([b"data: " + TRICKY + b"\n"], [b"data: " + TRICKY], id="unicode-separators-kept-whole"),
         pytest.param(
@@ -66,36 +88,71 @@ TRICKY = '{"c":"a\u2028b\u2029c\u0085d\r\x0be"}'.encode()
         ),
     ],
 )
-async def test_split_lines(parts: list[bytes], lines: list[bytes]) -> None:
-    assert await lines_of(*parts) == lines
+def test_line_splitter(parts: list[bytes], lines: list[bytes]) -> None:
+    assert lines_of(*parts) == lines
 
 
-# ---------------------------------------------------------------- sse_payloads
+FIRST, SECOND = chunk({"content": "a\u2028b\u0085c\r"}), usage_chunk()
 
 
 @pytest.mark.parametrize(
-    ("parts", "payloads"),
+    "raw",
     [
-        pytest.param([b'data: {"a":1}\n\ndata: {"a":2}\n\ndata: [DONE]\n\n'], [b'{"a":1}', b'{"a":2}'], id="plain"),
-        pytest.param([b'data: {"a":1}\n\ndata: [DONE]\n\ndata: {"late":1}\n\n'], [b'{"a":1}'], id="stops-at-done"),
-        pytest.param([b'data: {"a":1}\n\ndata: {"a":2}\n\n'], [b'{"a":1}', b'{"a":2}'], id="no-done"),
-        pytest.param([b'data: {"a":1}\n\ndata: {"a":2}'], [b'{"a":1}', b'{"a":2}'], id="no-final-blank-line"),
-        pytest.param([b'data:{"a":1}\n\n'], [b'{"a":1}'], id="no-space-after-colon"),
-        pytest.param([b'data:  {"a":1}\n\n'], [b' {"a":1}'], id="only-one-space-removed"),
-        pytest.param(
-            [b': keep-alive\n\n: OPENROUTER PROCESSING\n\ndata: {"a":1}\n\n'], [b'{"a":1}'], id="comments-skipped"
-        ),
-        pytest.param(
-            [b'event: message\nid: 7\nretry: 100\ndata: {"a":1}\n\n'], [b'{"a":1}'], id="other-fields-skipped"
-        ),
-        pytest.param([b'data: {"a":\ndata: 1}\n\n'], [b'{"a":\n1}'], id="multi-line-data"),
-        pytest.param([b'data: {"a":1}\r\n\r\ndata: [DONE]\r\n\r\n'], [b'{"a":1}'], id="crlf-events"),
-        pytest.param([b"\n\n\n"], [], id="blank-lines-only"),
-        pytest.param([b"data: [DONE] \n\n"], [], id="done-with-trailing-space"),
+        pytest.param(sse(FIRST, SECOND), id="lf"),
+        pytest.param(sse(FIRST, SECOND).replace(b"\n", b"\r\n"), id="crlf"),
+        pytest.param(sse(FIRST, SECOND, done=False).rstrip(b"\n"), id="no-final-line-break"),
+        pytest.param(sse(FIRST, SECOND).replace(b"\n\n", b"\n"), id="events-ended-by-one-lf"),
+        pytest.param(sse(FIRST, SECOND).replace(b"\n\n", b"\r\n"), id="events-ended-by-one-crlf"),
     ],
 )
-async def test_sse_payloads(parts: list[bytes], payloads: list[bytes]) -> None:
-    assert await payloads_of(*parts) == payloads
+async def test_chunks_whatever_the_reads_cut(raw: bytes) -> None:
+    for reads in every_cut(raw):
+        assert await chunks_of(*reads) == [FIRST, SECOND], reads
+
+
+# ---------------------------------------------------------------- events
+
+EVENTS = [
+    pytest.param(b'data: {"a":1}\n\ndata: {"a":2}\n\ndata: [DONE]\n\n', [b'{"a":1}', b'{"a":2}'], id="plain"),
+    pytest.param(b'data: {"a":1}\n\ndata: [DONE]\n\ndata: {"late":1}\n\n', [b'{"a":1}'], id="stops-at-done"),
+    pytest.param(b'data: {"a":1}\n\ndata: {"a":2}\n\n', [b'{"a":1}', b'{"a":2}'], id="no-done"),
+    pytest.param(b'data: {"a":1}\n\ndata: {"a":2}', [b'{"a":1}', b'{"a":2}'], id="no-final-blank-line"),
+    pytest.param(b'data:{"a":1}\n\n', [b'{"a":1}'], id="no-space-after-colon"),
+    pytest.param(b'data:  {"a":1}\n\n', [b' {"a":1}'], id="only-one-space-removed"),
+    pytest.param(b': keep-alive\n\n: OPENROUTER PROCESSING\n\ndata: {"a":1}\n\n', [b'{"a":1}'], id="comments-skipped"),
+    pytest.param(b'event: message\nid: 7\nretry: 100\ndata: {"a":1}\n\n', [b'{"a":1}'], id="other-fields-skipped"),
+    pytest.param(b'data: {"a":\ndata: 1}\n\n', [b'{"a":\n1}'], id="multi-line-data"),
+    pytest.param(b'data: {"a":1}\r\n\r\ndata: [DONE]\r\n\r\n', [b'{"a":1}'], id="crlf-events"),
+    pytest.param(b'data: {"a":1}\ndata: {"a":2}\ndata: [DONE]\n', [b'{"a":1}', b'{"a":2}'], id="one-lf-events"),
+    pytest.param(b"data: [DONE] \n\n", [], id="done-with-trailing-space"),
+]
+
+
+@pytest.mark.parametrize(("raw", "payloads"), EVENTS)
+def test_event_reader(raw: bytes, payloads: list[bytes]) -> None:
+    assert payloads_of(raw) == payloads
+
+
+@pytest.mark.parametrize(("raw", "payloads"), EVENTS)
+async def test_events_through_the_stream_cut_anywhere(raw: bytes, payloads: list[bytes]) -> None:
+    expected = [wire.loads(payload) for payload in payloads]
+    for reads in every_cut(raw):
+        assert [c for batch in await batches_of(*reads) for c in batch] == expected, reads
+
+
+async def test_multi_line_json_is_still_one_event() -> None:
+    # Once an event spans lines, a later `data:` line joins it even if it looks whole on its own.
+    raw = b'data: {"a":\ndata: 1}\ndata: {"b": 2}\n\n'
+    assert payloads_of(raw) == [b'{"a":\n1}\n{"b": 2}']
+    with pytest.raises(UpstreamError, match="malformed stream chunk"):
+        await chunks_of(raw)
+
+
+def test_the_event_reader_stops_at_done() -> None:
+    reader = EventReader()
+    assert reader.feed([b"data: {}", b"", b"data: [DONE]", b"", b"data: {}", b""]) == [b"{}"]
+    assert reader.done
+    assert reader.close() == []
 
 
 # ---------------------------------------------------------------- decode_chunk
@@ -146,12 +203,6 @@ async def test_chunks_of_a_stream_with_a_usage_only_final_chunk() -> None:
 async def test_chunks_without_done() -> None:
     chunks = text_stream("Hi")
     assert await chunks_of(sse(*chunks, done=False)) == chunks
-
-
-async def test_chunks_split_at_every_byte() -> None:
-    chunks = [chunk({"content": "a\u2028b\u0085c"}), usage_chunk()]
-    raw = sse(*chunks)
-    assert await chunks_of(*[raw[i : i + 1] for i in range(len(raw))]) == chunks
 
 
 async def test_one_batch_per_read() -> None:
@@ -219,6 +270,7 @@ async def test_sse_labelled_as_json_is_read_as_sse() -> None:
         pytest.param(
             SSE, b"\n\n: keep-alive\n\n", 502, "ended the stream without sending anything", id="only-comments"
         ),
+        pytest.param(SSE, b"\n\n\n", 502, "ended the stream without sending anything", id="blank-lines-only"),
         pytest.param(
             "text/html",
             b"<html><body>502 Bad Gateway</body></html>",
@@ -293,7 +345,3 @@ async def test_an_in_stream_error_among_such_events_still_raises() -> None:
             seen.append(c)
     assert seen == [chunk({"content": "a"})]
     assert (caught.value.status, caught.value.message) == (500, "boom")
-
-
-async def test_multi_line_json_is_still_one_event() -> None:
-    assert await payloads_of(b'data: {"a":\ndata: 1}\ndata: {"b": 2}\n\n') == [b'{"a":\n1}\n{"b": 2}']

@@ -1,8 +1,8 @@
 """Upstream answers (as `Piece`s) → Ollama native answers for /api/chat, /api/generate, /api/embed.
 
-`OllamaEncoder` holds the state of one answer. `ollama_lines` (NDJSON bytes) and `collect_batches`
-(one object) drive it from upstream chunk batches for the routes; `ollama_chunks` and `collect` do the
-same from `Piece`s, one chunk at a time.
+`OllamaEncoder` holds the state of one answer. `ollama_lines` (NDJSON bytes, streamed) and
+`collect_batches` (one object, not streamed) drive it from upstream chunk batches (see
+`openai_chunk_batches`), reading chunks into pieces in the same loop.
 """
 
 from __future__ import annotations
@@ -161,30 +161,6 @@ class OllamaEncoder:
         return chunks
 
 
-async def ollama_chunks(
-    pieces: AsyncIterable[Piece],
-    *,
-    kind: Kind,
-    model: str,
-    started_ns: int,
-    clock: Callable[[], int] = time.perf_counter_ns,
-) -> AsyncGenerator[dict[str, Any], None]:
-    """Native chunks one at a time, the `done` chunk last; the pieces are closed however it ends."""
-    encoder = OllamaEncoder(kind, model, started_ns, clock)
-    try:
-        async for piece in pieces:
-            encoder.created_at = now_rfc3339()
-            chunk = encoder.feed(piece)
-            if chunk is not None:
-                yield chunk
-    finally:
-        aclose = getattr(pieces, "aclose", None)
-        if aclose is not None:
-            await aclose()
-    for chunk in encoder.finish():
-        yield chunk
-
-
 async def ollama_lines(
     batches: AsyncIterable[list[dict[str, Any]]],
     *,
@@ -215,11 +191,6 @@ async def ollama_lines(
         if aclose is not None:
             await aclose()
     yield ndjson_lines(encoder.finish())
-
-
-async def collect(chunks: AsyncIterable[dict[str, Any]], kind: Kind) -> dict[str, Any]:
-    """One non-streamed answer from a chunk stream (see `joined`)."""
-    return joined([chunk async for chunk in chunks], kind)
 
 
 async def collect_batches(

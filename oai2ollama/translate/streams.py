@@ -1,8 +1,9 @@
 """Byte-stream stages: upstream body bytes → lines → SSE payloads → OpenAI chunk dicts.
 
-Each stage has a synchronous core fed one network read at a time (`LineSplitter`, `EventReader`)
-and an async wrapper (`split_lines`, `sse_payloads`). `openai_chunk_batches` drives both cores
-inside one generator: every extra async stage would cost a suspension per chunk on the hot path.
+Lines and events each have a synchronous core fed one network read at a time (`LineSplitter`,
+`EventReader`). `openai_chunk_batches` drives both inside one generator rather than through an
+async stage each: every extra stage would cost a suspension per chunk on the hot path.
+`openai_chunks` hands out the same chunks one at a time, for the Anthropic route.
 """
 
 from __future__ import annotations
@@ -94,27 +95,6 @@ class EventReader:
 
 def _whole_object(data: bytes) -> bool:
     return data.startswith(b"{") and data.rstrip().endswith(b"}")
-
-
-async def split_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    splitter = LineSplitter()
-    async for chunk in chunks:
-        for line in splitter.feed(chunk):
-            yield line
-    for line in splitter.close():
-        yield line
-
-
-async def sse_payloads(lines: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    """Event payloads until `[DONE]` or the end of the lines."""
-    reader = EventReader()
-    async for line in lines:
-        for payload in reader.feed([line]):
-            yield payload
-        if reader.done:
-            return
-    for payload in reader.close():
-        yield payload
 
 
 def _preview(body: bytes, limit: int = 120) -> str:
