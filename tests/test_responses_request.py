@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from oai2ollama.errors import BadRequest
 from oai2ollama.translate.responses_request import chat_request, input_items
@@ -209,3 +212,41 @@ def test_bad_requests_name_the_field(req: dict[str, Any], words: str) -> None:
     with pytest.raises(BadRequest) as caught:
         chat_request({"model": "m", **req}, upstream_model="m")
     assert words in caught.value.message
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+item_types = st.sampled_from(["message", "reasoning", "function_call", "function_call_output", "other", None])
+part = st.fixed_dictionaries(
+    {"type": st.sampled_from(["input_text", "output_text", "input_image", "input_file", "refusal", "x"])},
+    optional={key: json_values | st.text() for key in ("text", "image_url", "file_data", "refusal", "detail")},
+)
+field_values = json_values | st.lists(part, max_size=3) | st.sampled_from(["user", "assistant", "developer"])
+item = st.fixed_dictionaries(
+    {"type": item_types},
+    optional={key: field_values for key in ("role", "content", "summary", "call_id", "name", "arguments", "output")},
+)
+request = st.fixed_dictionaries(
+    {"input": st.lists(item, max_size=4) | json_values},
+    optional={key: json_values for key in ("instructions", "tools", "tool_choice", "text", "reasoning",
+                                           "max_output_tokens", "temperature", "parallel_tool_calls")},
+)  # fmt: skip
+
+
+@settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "200")),
+    deadline=None,
+    derandomize=not os.environ.get("FUZZ_RANDOM"),  # the same examples every run, as in test_fuzz
+    database=None,
+)
+@given(req=request, history=st.lists(item, max_size=2))
+def test_any_request_translates_or_is_a_bad_request(req: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    try:
+        body = chat_request(req, upstream_model="m", history=history)
+    except BadRequest as exc:
+        assert exc.message
+    else:
+        assert body["messages"] and all(message["role"] for message in body["messages"])

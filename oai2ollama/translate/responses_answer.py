@@ -48,7 +48,7 @@ def response_object(req: dict[str, Any], *, response_id: str, created_at: int, m
         "max_output_tokens": req.get("max_output_tokens"),
         "model": model,
         "output": [],
-        "parallel_tool_calls": req.get("parallel_tool_calls", True),
+        "parallel_tool_calls": req.get("parallel_tool_calls") is not False,
         "previous_response_id": req.get("previous_response_id"),
         "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
         "store": req.get("store", True),
@@ -228,7 +228,7 @@ class ResponseEncoder:
             )
             events.append(self.event("response.output_item.done", output_index=index, item=dict(item)))
         self.calls.clear()
-        reason = _INCOMPLETE.get(finish_reason or "")
+        reason = _INCOMPLETE.get(finish_reason) if isinstance(finish_reason, str) else None
         status = "incomplete" if reason else "completed"
         self.response = self.snapshot(
             status=status,

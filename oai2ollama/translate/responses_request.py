@@ -96,7 +96,8 @@ def _reasoning(item: Item) -> str:
     """The full reasoning when the client kept it (`content`), else its summary."""
     for key in ("content", "summary"):
         entries = item.get(key)
-        texts = [e["text"] for e in entries or () if isinstance(e, dict) and isinstance(e.get("text"), str)]
+        entries = entries if isinstance(entries, list) else ()
+        texts = [e["text"] for e in entries if isinstance(e, dict) and isinstance(e.get("text"), str)]
         if any(texts):
             return "\n\n".join(text for text in texts if text)
     return ""
@@ -130,7 +131,8 @@ class _Conversation:
     def add(self, item: Item, where: str) -> None:
         kind = item.get("type", "message" if "role" in item else None)
         if kind == "message":
-            role = _ROLES.get(item.get("role"))  # type: ignore[arg-type]
+            role = item.get("role")
+            role = _ROLES.get(role) if isinstance(role, str) else None
             if role is None:
                 raise BadRequest(f"{where}.role must be user, assistant, system or developer")
             parts = _parts(item.get("content"), f"{where}.content")
@@ -277,7 +279,7 @@ def chat_request(req: dict[str, Any], *, upstream_model: str, history: Sequence[
         raise BadRequest("reasoning must be an object")
     effort = reasoning.get("effort") if reasoning else None
     if effort is not None:
-        if effort not in _EFFORTS:
+        if not isinstance(effort, str) or effort not in _EFFORTS:
             raise BadRequest(f"reasoning.effort must be one of {', '.join(_EFFORTS)}")
         body["reasoning_effort"] = _EFFORTS[effort]
     body["stream"] = True
