@@ -21,7 +21,7 @@ from .guards import Guards, policy_from
 from .http import json_response
 from .in_use import ModelsInUse
 from .request_log import RequestLog
-from .routes import anthropic, discovery, native, openai
+from .routes import anthropic, discovery, native, openai, responses
 from .upstream import Upstreams
 
 log = logging.getLogger("oai2ollama")
@@ -111,7 +111,7 @@ def create_app(settings: Settings, *, upstreams: Upstreams | None = None) -> Fas
         app.state.upstreams = upstreams
         app.state.catalog = _catalog(upstreams)
     # Routes are matched in order: the inference routes, which carry the load, come first.
-    for module in (openai, native, anthropic, discovery):
+    for module in (openai, responses, native, anthropic, discovery):
         app.router.routes.extend(module.routes)
     app.add_exception_handler(ProxyError, _proxy_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -22,6 +22,7 @@ from .translate.models import ALL_CAPABILITIES, ModelSettings, ollama_name
 from .translate.overrides import option_problem
 
 DEFAULT_CAPABILITIES = ("tools", "insert", "vision", "thinking")
+RESPONSES_MODES = ("auto", "relay", "translate")
 
 
 class ConfigError(ValueError):
@@ -71,6 +72,7 @@ class UpstreamConfig:
     include: Globs = field(default_factory=Globs)
     exclude: Globs = field(default_factory=Globs)
     prefix: str = ""
+    responses: str = "auto"  # /v1/responses: "relay", "translate" to chat completions, or "auto"
 
     def lists(self, upstream_id: str) -> bool:
         return passes(upstream_id, self.include, self.exclude)
@@ -248,7 +250,7 @@ class _Reader:
         return tuple(found)
 
     def upstream(self, table: Mapping[str, Any], where: str, environ: Mapping[str, str]) -> UpstreamConfig:
-        allowed = ("name", "base_url", "api_key", "api_key_env", "headers", "models", "prefix")
+        allowed = ("name", "base_url", "api_key", "api_key_env", "headers", "models", "prefix", "responses")
         self.keys(table, where, allowed)
         if "base_url" not in table:
             raise self.fail(_join(where, "base_url"), "is required")
@@ -272,6 +274,11 @@ class _Reader:
             self.string(text, f"{_join(where, 'headers')}.{header}", empty=True)
         include, exclude = self.model_filter(table.get("models", []), _join(where, "models"))
         prefix = self.string(table.get("prefix", ""), _join(where, "prefix"), empty=True)
+        responses = self.string(table.get("responses", "auto"), _join(where, "responses"))
+        if responses not in RESPONSES_MODES:
+            raise self.fail(
+                _join(where, "responses"), f"must be one of {', '.join(RESPONSES_MODES)}, not {responses!r}"
+            )
         return UpstreamConfig(
             name=name,
             base_url=base_url,
@@ -280,6 +287,7 @@ class _Reader:
             include=Globs(include),
             exclude=Globs(exclude),
             prefix=prefix,
+            responses=responses,
         )
 
     def model_filter(self, value: Any, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -66,9 +66,9 @@ def ollama_body(message: str) -> dict[str, Any]:
     return {"error": message}
 
 
-def openai_body(status: int, message: str) -> dict[str, Any]:
+def openai_body(status: int, message: str, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     kind = _OPENAI_TYPES.get(status, "api_error")
-    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def anthropic_body(status: int, message: str) -> dict[str, Any]:

@@ -37,6 +37,8 @@ class Target:
     api_key: str | None = field(default=None, repr=False)
     name: str = "default"
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Whether /v1/responses is relayed here or translated to chat completions; "auto" finds out.
+    responses: str = "auto"
 
     # Cached: the routes name the host in every error and pass it down every stream.
     @cached_property

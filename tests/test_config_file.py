@@ -151,6 +151,13 @@ UPSTREAM = '[[upstreams]]\nname = "a"\nbase_url = "http://a.test/v1"\n'
 
 
 @pytest.mark.parametrize(
+    ("line", "mode"), [("", "auto"), ('responses = "relay"\n', "relay"), ('responses = "translate"\n', "translate")]
+)
+def test_upstream_responses_mode(tmp_path: Path, line: str, mode: str) -> None:
+    assert load(write(tmp_path, UPSTREAM + line), {}).upstreams[0].responses == mode
+
+
+@pytest.mark.parametrize(
     ("text", "where", "problem"),
     [
         ("port = 1\n", "port", "unknown key (expected one of: upstreams, models, defaults, keys)"),
@@ -170,6 +177,7 @@ UPSTREAM = '[[upstreams]]\nname = "a"\nbase_url = "http://a.test/v1"\n'
         (UPSTREAM + "models = 'gpt-*'\n", "[[upstreams]] #1 models", "must be a table, not a string"),
         (UPSTREAM + "models = ['gpt-*', 4]\n", "[[upstreams]] #1 models[1]", "must be a string"),
         (UPSTREAM + "prefix = 1\n", "[[upstreams]] #1 prefix", "must be a string"),
+        (UPSTREAM + "responses = 'never'\n", "[[upstreams]] #1 responses", "must be one of auto, relay, translate"),
         ("[models.m]\nalias = 'x y'\n", '[models."m"] alias', "must not contain spaces"),
         ("[models.'m*']\nalias = 'x'\n", '[models."m*"] alias', "use an exact id, not a glob"),
         ("[models.a]\nalias = 'x'\n[models.b]\nalias = 'X:latest'\n", '[models."b"] alias', "already the alias of 'a'"),

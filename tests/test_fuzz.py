@@ -207,12 +207,22 @@ def routes(app: Any) -> set[tuple[str, str]]:
             pending += route.original_router.routes
         elif getattr(route, "methods", None):
             path = route.path.replace("{digest}", "sha256-0").replace("{model:path}", "gpt-test")
+            path = path.replace("{response_id}", "resp_0")
             found |= {(method, path) for method in route.methods if method != "HEAD"}
     return found
 
 
 # What the app serves; `test_the_tables_follow_the_app` keeps this honest.
-GETS = {"/", "/api/version", "/api/tags", "/api/ps", "/v1/models", "/models", "/v1/models/gpt-test"}
+GETS = {
+    "/",
+    "/api/version",
+    "/api/tags",
+    "/api/ps",
+    "/v1/models",
+    "/models",
+    "/v1/models/gpt-test",
+    "/v1/responses/resp_0",
+}
 POSTS = set(TEMPLATES) | {"/api/show", "/api/pull", "/api/push", "/api/create", "/api/copy", "/api/blobs/sha256-0"}
 SERVED = {("GET", path) for path in GETS} | {("POST", path) for path in POSTS} | {("DELETE", "/api/delete")}
 METHODS = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"]

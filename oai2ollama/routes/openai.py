@@ -57,8 +57,13 @@ async def _relay(request: Request, path: str) -> Response:
     body = openai_overrides(body, card.options, path=path, capabilities=frozenset(card.capabilities))
     response = await send_upstream(request, card, path, body)
     if not response.ok:
-        return await _relay_error(response)
-    if body.get("stream") is True and not _streamable(response.content_type):
+        return await relay_error(response)
+    return await relay_answer(response, streamed=body.get("stream") is True)
+
+
+async def relay_answer(response: UpstreamResponse, *, streamed: bool) -> Response:
+    """A successful upstream answer, relayed as it comes."""
+    if streamed and not _streamable(response.content_type):
         # An HTML page or plain text with 200 where a stream was asked for: an upstream fault,
         # said as one, not relayed as if it were the answer.
         preview = (await response.read(ERROR_BODY_LIMIT))[:120].decode("utf-8", "replace")
@@ -75,10 +80,12 @@ async def _relay(request: Request, path: str) -> Response:
     )
 
 
-async def _relay_error(response: UpstreamResponse) -> Response:
+async def relay_error(response: UpstreamResponse, body: bytes | None = None) -> Response:
     """An upstream error reaches the client as sent (it is small, so it is read whole), except that
-    a quoted API key is masked and a gateway's HTML page becomes an OpenAI error object."""
-    body = await response.read(ERROR_BODY_LIMIT)
+    a quoted API key is masked and a gateway's HTML page becomes an OpenAI error object. `body` is
+    the error body when the caller has read it already."""
+    if body is None:
+        body = await response.read(ERROR_BODY_LIMIT)
     headers = relayed_headers(response.headers)
     if body.lstrip().startswith(b"<"):
         message = message_from_body(response.status, body)
@@ -102,7 +109,6 @@ for route, path in (
     ("/chat/completions", "/chat/completions"),  # some Copilot builds call the base URL without /v1
     ("/v1/completions", "/completions"),
     ("/v1/embeddings", "/embeddings"),
-    ("/v1/responses", "/responses"),
 ):
     routes(route, "POST")(_relay_to(path))
 
