@@ -13,13 +13,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from . import access
 from .config_file import settings_for
 from .configuration import CatalogConfig, Source
-from .errors import ProxyError, model_not_found
+from .errors import ProxyError, UpstreamError, model_not_found
 from .model_index import ModelIndex
+from .translate.dialects import DIALECTS, Dialect, kind_from_models
 from .translate.models import ModelCard, describe, listing_entries, ollama_name
 from .upstream import Target, Upstreams
 
@@ -44,6 +46,7 @@ class Catalog:
         self._by_source: dict[str, list[ModelCard]] = {}
         self._listed: set[str] = set()  # upstreams whose /models answered at least once
         self._failing: dict[str, str] = {}  # upstream name → the failure last logged
+        self._kinds: dict[str, str] = {}  # upstream name → the kind its /models answer gave away
         self._fetched_at: float | None = None
         self._due = 0.0
         self._refresh: asyncio.Task[None] | None = None
@@ -55,27 +58,66 @@ class Catalog:
         return self._targets.get(card.upstream, self._sources[0].target)
 
     async def cards(self) -> list[ModelCard]:
-        """The listed models (hidden ones excluded) the caller's key may use, in upstream order."""
+        """The listed models (hidden ones excluded) the caller's key may use, in upstream order.
+
+        While nothing is listed because upstreams cannot be asked, that is said (502), naming each
+        and why: an empty list would tell clients that there are no models.
+        """
         await self._fresh()
+        if not self.index.listed and self._failing:
+            problems = "; ".join(
+                f"upstream {s.name} ({s.target.host}): {self._failing[s.name]}"
+                for s in self._sources
+                if s.name in self._failing
+            )
+            raise UpstreamError(f"cannot list models: {problems}")
         return access.visible(self.index.listed)
 
     async def resolve(self, name: object) -> ModelCard:
-        """The card for a client's model name: exact name, then alias, then without `:latest`.
+        """The card for a client's model name, for a request to the model.
 
-        Every route that uses a model resolves it here, so this is where a key limited to some
-        models (see `access`) is refused any other: 403.
+        A listed name (exact, alias, with or without `:latest`) or a variant of one (`…:online`,
+        sent as asked, described as its base model) gets its card; any other name goes to the
+        upstream that would take it (by prefix, else the upstream without one), which answers for
+        itself: names it accepts but does not list (deployments, wildcard routes, a model added
+        since the last refresh) work, and its own 404 reaches the client. Only a name no upstream
+        can take is our 404. Every route resolves here, so this is also where a key limited to
+        some models (see `access`) is refused any other: 403.
         """
-        if name is None or name == "":
-            raise ProxyError("model is required", status=400)
-        if not isinstance(name, str):
-            raise ProxyError("model must be a string", status=400)
+        name = _model_name(name)
         await self._fresh()
-        card = self.index.lookup(name) or self._passthrough(name)
+        card = self._known(name)
         if card is None:
-            self._refresh_soon()  # a model added upstream since the last refresh is found next time
+            self._refresh_soon()  # a model added upstream since the last refresh is listed next time
+            card = self._unlisted(name)
+        if card is None:
             raise model_not_found(name)
         access.check(name, card)
         return card
+
+    async def known(self, name: object) -> ModelCard:
+        """The card of a model the catalog knows (what /api/show and /api/pull describe): a listed
+        name or a variant of one. While the upstream that would serve it cannot be listed, that is
+        said, naming the upstream and why, rather than guessed."""
+        name = _model_name(name)
+        await self._fresh()
+        card = self._known(name)
+        if card is None:
+            source = self._route(name)
+            if source is not None and source.name in self._failing and source.name not in self._listed:
+                problem = self._failing[source.name]
+                raise UpstreamError(
+                    f"cannot tell whether upstream {source.name} ({source.target.host}) serves model '{name}': "
+                    f"its models cannot be listed: {problem}"
+                )
+            raise model_not_found(name)
+        access.check(name, card)
+        return card
+
+    def dialect(self, target: Target) -> Dialect:
+        """What kind of server `target` is: as configured, else as its /models answer or its host tells."""
+        kind = target.kind or self._kinds.get(target.name) or target.host_kind or "generic"
+        return DIALECTS[kind]
 
     async def check_access(self, name: object) -> None:
         """Refuse (403, or 404 if unknown) a model the caller's key may not use; routes that need no
@@ -105,24 +147,48 @@ class Catalog:
             self._refresh.cancel()
             await asyncio.gather(self._refresh, return_exceptions=True)
 
-    def _passthrough(self, name: str) -> ModelCard | None:
-        """Without a model list to check against, trust the client and let the upstream judge."""
-        silent = [source for source in self._sources if source.name not in self._listed]
-        if not silent:
-            return None
-        # A configured alias still names its model while the model's upstream is silent.
+    def _known(self, name: str) -> ModelCard | None:
+        card = self.index.lookup(name)
+        if card is not None:
+            return card
+        base, tag = _split_tag(name)
+        if not tag or tag == "latest":
+            return self._configured_alias(name)
+        card = self.index.lookup(base)
+        if card is None or ":" in card.upstream_id.rsplit("/", 1)[-1]:
+            return None  # a tag of a tagged id is another model (qwen3:8b, qwen3:14b), not a variant
+        # A variant (OpenRouter's `:online`, `:free`, `:thinking`…) is its base model, sent as asked.
+        return replace(card, name=name, upstream_id=f"{card.upstream_id}:{tag}", client_id=f"{card.client_id}:{tag}")
+
+    def _configured_alias(self, name: str) -> ModelCard | None:
+        """A configured alias names its model even while the model's upstream cannot be listed."""
         wanted = ollama_name(name.lower())
-        name = next((r.pattern for r in self._config.rules if r.alias and ollama_name(r.alias.lower()) == wanted), name)
+        rule = next((r for r in self._config.rules if r.alias and ollama_name(r.alias.lower()) == wanted), None)
+        if rule is None or rule.is_glob:
+            return None
+        source = self._route(rule.pattern)
+        return None if source is None else self._card(source, {"id": _strip_prefix(rule.pattern, source)})
+
+    def _route(self, name: str) -> Source | None:
+        """The upstream that would take a name no upstream lists: the one whose prefix it carries
+        (the longest), else the first without a prefix."""
         lowered = name.lower()
-        prefixed = [s for s in silent if s.prefix and lowered.startswith(s.prefix.lower())]
+        prefixed = [s for s in self._sources if s.prefix and lowered.startswith(s.prefix.lower())]
         if prefixed:
-            source = max(prefixed, key=lambda s: len(s.prefix))
-        elif len(silent) == len(self._sources):
-            source = next((s for s in silent if not s.prefix), silent[0])
-        else:
-            return None  # the upstreams that did answer do not have it
-        upstream_id = name[len(source.prefix) :] if lowered.startswith(source.prefix.lower()) else name
-        return self._card(source, {"id": upstream_id.removesuffix(":latest")})
+            return max(prefixed, key=lambda s: len(s.prefix))
+        return next((s for s in self._sources if not s.prefix), None)
+
+    def _unlisted(self, name: str) -> ModelCard | None:
+        source = self._route(name)
+        if source is None:
+            return None
+        upstream_id = _strip_prefix(name, source)
+        if self.dialect(source.target).kind != "ollama":
+            upstream_id = upstream_id.removesuffix(":latest")  # Ollama-style names of untagged ids
+        if not upstream_id or not source.lists(upstream_id):
+            return None
+        card = self._card(source, {"id": upstream_id})
+        return replace(card, name=ollama_name(name)) if card.alias is None else card
 
     def _card(self, source: Source, entry: dict[str, Any]) -> ModelCard:
         upstream_id = str(entry["id"])
@@ -193,6 +259,9 @@ class Catalog:
         if self._failing.pop(source.name, None) is not None:
             log.info("upstream %s lists its models again", source.name)
         self._listed.add(source.name)
+        kind = kind_from_models(entries)
+        if kind is not None:
+            self._kinds[source.name] = kind
         return [self._card(source, entry) for entry in entries if source.lists(str(entry["id"]))]
 
     def _failed(self, source: Source, problem: str) -> None:
@@ -208,3 +277,22 @@ class Catalog:
             )
         self._failing[source.name] = problem
         return None
+
+
+def _model_name(name: object) -> str:
+    if name is None or name == "":
+        raise ProxyError("model is required", status=400)
+    if not isinstance(name, str):
+        raise ProxyError("model must be a string", status=400)
+    return name
+
+
+def _split_tag(name: str) -> tuple[str, str]:
+    """`org/model:tag` → (`org/model`, `tag`); a name without a tag has an empty one."""
+    head, slash, last = name.rpartition("/")
+    base, colon, tag = last.partition(":")
+    return (f"{head}{slash}{base}", tag) if colon else (name, "")
+
+
+def _strip_prefix(name: str, source: Source) -> str:
+    return name[len(source.prefix) :] if name.lower().startswith(source.prefix.lower()) else name

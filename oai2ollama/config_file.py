@@ -18,6 +18,7 @@ from fnmatch import translate
 from pathlib import Path
 from typing import Any
 
+from .translate.dialects import KINDS
 from .translate.models import ALL_CAPABILITIES, ModelSettings, ollama_name
 from .translate.overrides import option_problem
 
@@ -73,9 +74,7 @@ class UpstreamConfig:
     exclude: Globs = field(default_factory=Globs)
     prefix: str = ""
     responses: str = "auto"  # /v1/responses: "relay", "translate" to chat completions, or "auto"
-
-    def lists(self, upstream_id: str) -> bool:
-        return passes(upstream_id, self.include, self.exclude)
+    kind: str | None = None  # which kind of server it is (see translate/dialects.py); None: detected
 
 
 def passes(upstream_id: str, include: Globs, exclude: Globs) -> bool:
@@ -215,6 +214,12 @@ class _Reader:
             raise self.fail(where, "must not be empty")
         return value
 
+    def choice(self, value: Any, where: str, allowed: Sequence[str]) -> str:
+        text = self.string(value, where)
+        if text not in allowed:
+            raise self.fail(where, f"must be one of {', '.join(allowed)}, not {text!r}")
+        return text
+
     def strings(self, value: Any, where: str) -> tuple[str, ...]:
         if not isinstance(value, list):
             raise self.fail(where, f"must be a list of strings, not {_kind(value)}")
@@ -250,7 +255,7 @@ class _Reader:
         return tuple(found)
 
     def upstream(self, table: Mapping[str, Any], where: str, environ: Mapping[str, str]) -> UpstreamConfig:
-        allowed = ("name", "base_url", "api_key", "api_key_env", "headers", "models", "prefix", "responses")
+        allowed = ("name", "base_url", "api_key", "api_key_env", "headers", "models", "prefix", "responses", "kind")
         self.keys(table, where, allowed)
         if "base_url" not in table:
             raise self.fail(_join(where, "base_url"), "is required")
@@ -274,11 +279,8 @@ class _Reader:
             self.string(text, f"{_join(where, 'headers')}.{header}", empty=True)
         include, exclude = self.model_filter(table.get("models", []), _join(where, "models"))
         prefix = self.string(table.get("prefix", ""), _join(where, "prefix"), empty=True)
-        responses = self.string(table.get("responses", "auto"), _join(where, "responses"))
-        if responses not in RESPONSES_MODES:
-            raise self.fail(
-                _join(where, "responses"), f"must be one of {', '.join(RESPONSES_MODES)}, not {responses!r}"
-            )
+        responses = self.choice(table.get("responses", "auto"), _join(where, "responses"), RESPONSES_MODES)
+        kind = self.choice(table["kind"], _join(where, "kind"), KINDS) if "kind" in table else None
         return UpstreamConfig(
             name=name,
             base_url=base_url,
@@ -288,6 +290,7 @@ class _Reader:
             exclude=Globs(exclude),
             prefix=prefix,
             responses=responses,
+            kind=kind,
         )
 
     def model_filter(self, value: Any, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -72,7 +72,14 @@ def _catalog(settings: Settings, file: ConfigFile | None) -> CatalogConfig:
                 f"{settings.config}: [[upstreams]] #{number} name: {upstream.name!r} is the name of the "
                 "upstream given by --base-url; choose another name"
             )
-        target = Target(upstream.base_url, upstream.api_key, upstream.name, dict(upstream.headers), upstream.responses)
+        target = Target(
+            upstream.base_url,
+            upstream.api_key,
+            upstream.name,
+            dict(upstream.headers),
+            responses=upstream.responses,
+            kind=upstream.kind,
+        )
         sources.append(Source(target, upstream.prefix, upstream.include, upstream.exclude))
     if not sources:
         raise ValueError("base-url is required (flag --base-url or env OPENAI_BASE_URL, or [[upstreams]] in --config)")

@@ -47,9 +47,15 @@ class ModelIndex:
         self._views: dict[Any, Any] = {}
 
     def lookup(self, name: str) -> ModelCard | None:
-        """The card for a client's name: exact name, then alias, then either without `:latest`."""
+        """The card for a client's name, case-insensitively: exact name, then alias, then with
+        `:latest` added or taken away, as Ollama resolves `tiny` ↔ `tiny:latest` either way."""
         key = name.lower()
-        keys = (key, key.removesuffix(":latest")) if key.endswith(":latest") else (key,)
+        if key.endswith(":latest"):
+            keys: tuple[str, ...] = (key, key.removesuffix(":latest"))
+        elif ":" not in key.rsplit("/", 1)[-1]:
+            keys = (key, key + ":latest")
+        else:
+            keys = (key,)
         for candidate in keys:
             card = self._exact.get(candidate) or self._aliases.get(candidate)
             if card is not None:

@@ -16,6 +16,7 @@ import httpx
 
 from . import __version__, wire
 from .errors import UpstreamError, message_from_body
+from .translate.dialects import kind_from_host
 from .transport import AiohttpTransport, describe_os_error
 
 log = logging.getLogger("oai2ollama.upstream")
@@ -39,6 +40,7 @@ class Target:
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     # Whether /v1/responses is relayed here or translated to chat completions; "auto" finds out.
     responses: str = "auto"
+    kind: str | None = None  # configured; else detected (see `Catalog.dialect`)
 
     # Cached: the routes name the host in every error and pass it down every stream.
     @cached_property
@@ -56,12 +58,19 @@ class Target:
         return text.replace(self.api_key, "***") if self.api_key and self.api_key in text else text
 
     @cached_property
-    def token_limit_field(self) -> str:
-        """What the upstream calls the answer's token limit: OpenAI's own API (and Azure's) rejects
-        `max_tokens` for reasoning models; every OpenAI-compatible server takes `max_tokens`."""
-        host = self.host.lower()
-        openai = host == "api.openai.com" or host.endswith(".openai.azure.com")
-        return "max_completion_tokens" if openai else "max_tokens"
+    def host_kind(self) -> str | None:
+        """The kind of server its host or local port gives away (see translate/dialects.py)."""
+        return kind_from_host(self.host, httpx.URL(self.base_url).port)
+
+    @cached_property
+    def auth_header(self) -> str:
+        """Azure's OpenAI service takes the key as `api-key`; every other upstream as a bearer token."""
+        return "api-key" if (self.kind or self.host_kind) == "azure" else "authorization"
+
+    def url(self, path: str) -> str:
+        """The URL of `path` on this upstream; a base URL's query (Azure's `?api-version=…`) stays on it."""
+        base, _, query = self.base_url.partition("?")
+        return f"{base.rstrip('/')}{path}?{query}" if query else base + path
 
     @cached_property
     def origin(self) -> str:
@@ -224,7 +233,8 @@ class Upstreams:
         headers["accept"] = "application/json, text/event-stream"
         headers["user-agent"] = USER_AGENT
         if target.api_key:
-            headers["authorization"] = f"Bearer {target.api_key}"
+            auth = target.auth_header
+            headers[auth] = target.api_key if auth == "api-key" else f"Bearer {target.api_key}"
         elif client_headers is not None:
             # A local upstream may need no key at all; otherwise the client brings its own.
             auth = client_headers.get("authorization", "").strip()
@@ -240,7 +250,7 @@ class Upstreams:
         url = self._urls.get((target.base_url, path))
         if url is None:
             # Parsed once per upstream route: httpx parses a URL string anew on every request.
-            url = self._urls[(target.base_url, path)] = httpx.URL(target.base_url + path)
+            url = self._urls[(target.base_url, path)] = httpx.URL(target.url(path))
         # Built directly rather than by `client.build_request`, whose merging of client-wide
         # headers, cookies and parameters (none of which this client has) cost ~15% of a request.
         request = httpx.Request(method, url, content=content, headers=headers, extensions=self._extensions)

@@ -90,6 +90,12 @@ def openai_error(status: int, message: str, kind: str = "invalid_request_error",
     return httpx.Response(status, json=body, headers=headers)
 
 
+def model_not_there(request: httpx.Request) -> httpx.Response:
+    """What OpenAI answers for a model it does not serve."""
+    model = json.loads(request.content).get("model")
+    return openai_error(404, f"The model `{model}` does not exist or you do not have access to it.", "model_not_found")
+
+
 def sse_response(body: bytes | AsyncIterator[bytes], status: int = 200) -> httpx.Response:
     return httpx.Response(status, content=body, headers={"content-type": "text/event-stream"})
 

@@ -11,7 +11,17 @@ import anthropic
 import httpx
 import pytest
 
-from .fakes import chunk, dribble, openai_error, sse, sse_response, text_stream, tool_stream, usage_chunk
+from .fakes import (
+    chunk,
+    dribble,
+    model_not_there,
+    openai_error,
+    sse,
+    sse_response,
+    text_stream,
+    tool_stream,
+    usage_chunk,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -229,11 +239,13 @@ async def test_upstream_errors(
     assert caught.value.body == {"type": "error", "error": {"type": error_type, "message": f"upstream says {status}"}}
 
 
-async def test_unknown_model_is_not_found(anthropic_client) -> None:
-    with pytest.raises(anthropic.NotFoundError, match="model 'claude-opus-9' not found"):
+async def test_an_unlisted_model_gets_the_upstreams_own_404(fake, anthropic_client) -> None:
+    fake.on("POST", "/chat/completions", model_not_there)
+    with pytest.raises(anthropic.NotFoundError, match="The model `claude-opus-9` does not exist"):
         await anthropic_client.messages.create(
             model="claude-opus-9", max_tokens=8, messages=[{"role": "user", "content": "Hi"}]
         )
+    assert fake.last_body["model"] == "claude-opus-9"
 
 
 async def test_max_tokens_required(fake, client) -> None:

@@ -29,7 +29,7 @@ from oai2ollama.configuration import CatalogConfig, Source, assemble
 from oai2ollama.errors import NotFound
 from oai2ollama.upstream import Target, Upstreams
 
-from .fakes import TRANSCRIPTS, FakeUpstream, hosts_transport, text_stream, transcript_models
+from .fakes import TRANSCRIPTS, FakeUpstream, hosts_transport, model_not_there, text_stream, transcript_models
 
 pytestmark = pytest.mark.anyio
 
@@ -297,22 +297,46 @@ async def test_names_resolve_exact_then_alias_then_without_latest(
     assert chat_models(aliased[host]) == [upstream_id]
 
 
-async def test_an_unknown_model_is_404_in_each_routes_shape(tmp_path: Path, aliased: dict[str, FakeUpstream]) -> None:
+async def test_an_unlisted_name_reaches_the_upstream_that_would_take_it(
+    tmp_path: Path, aliased: dict[str, FakeUpstream]
+) -> None:
+    for fake in aliased.values():
+        fake.on("POST", "/chat/completions", model_not_there)
     async with served(tmp_path, ALIASED, aliased) as server:
         with pytest.raises(ollama.ResponseError) as native:
             await server.ollama.chat(model="gpt-4o:mini", messages=HI)
-        assert (native.value.status_code, native.value.error) == (404, "model 'gpt-4o:mini' not found")
+        assert native.value.status_code == 404 and "`gpt-4o:mini` does not exist" in native.value.error
         with pytest.raises(openai.NotFoundError) as relayed:
-            await server.openai.chat.completions.create(model="openai/gpt-4o", messages=HI)  # type: ignore[arg-type]
-        assert relayed.value.body == {  # type: ignore[comparison-overlap]
-            "message": "model 'openai/gpt-4o' not found",
-            "type": "not_found_error",
-            "param": None,
-            "code": None,
-        }
+            await server.openai.chat.completions.create(model="openrouter/x-ai/grok-9", messages=HI)  # type: ignore[arg-type]
+        assert "`x-ai/grok-9` does not exist" in relayed.value.message
         shown = await server.http.post("/api/show", json={"model": "smarter"})
         assert (shown.status_code, shown.json()) == (404, {"error": "model 'smarter' not found"})
-    assert all(not fake.bodies("/chat/completions") for fake in aliased.values())
+    assert chat_models(aliased["openai.test"]) == ["gpt-4o:mini"]
+    assert chat_models(aliased["openrouter.test"]) == ["x-ai/grok-9"]
+
+
+async def test_a_variant_is_sent_as_asked_and_described_as_its_base(
+    tmp_path: Path, aliased: dict[str, FakeUpstream]
+) -> None:
+    async with served(tmp_path, ALIASED, aliased) as server:
+        await server.ollama.chat(model="openrouter/deepseek/deepseek-r1:nitro", messages=HI)
+        await server.ollama.chat(model="smart:online", messages=HI)
+        variant = await server.ollama.show("smart:online")
+        base = await server.ollama.show("smart")
+    assert chat_models(aliased["openrouter.test"]) == ["deepseek/deepseek-r1:nitro", "openai/gpt-4o:online"]
+    assert variant.capabilities == base.capabilities
+    assert variant.modelinfo["gpt.context_length"] == base.modelinfo["gpt.context_length"] == 128000
+
+
+async def test_only_a_name_no_upstream_can_take_is_our_404() -> None:
+    sources = [
+        Source(Target("http://a.test/v1", name="a"), prefix="a/"),
+        Source(Target("http://b.test/v1", name="b"), prefix="b/"),
+    ]
+    async with direct({"a.test": fake_with([]), "b.test": fake_with([])}, sources) as (catalog, _):
+        with pytest.raises(NotFound, match="model 'c/model' not found"):
+            await catalog.resolve("c/model")
+        assert (await catalog.resolve("B/Model:latest")).upstream_id == "Model"
 
 
 async def test_embedding_routes_reach_the_right_upstream(tmp_path: Path) -> None:
@@ -487,21 +511,19 @@ async def test_refresh_on_demand_and_after_the_ttl() -> None:
         assert models_calls(fake) == 3
 
 
-async def test_an_unknown_name_refreshes_in_the_background_at_most_every_few_seconds() -> None:
+async def test_an_unlisted_name_refreshes_in_the_background_at_most_every_few_seconds() -> None:
     fake = fake_with([{"id": "a", "object": "model"}])
     async with direct({"u.test": fake}, [Source(Target("http://u.test/v1", name="u"))], ttl=600.0) as (catalog, clock):
         await catalog.cards()
-        fake.models.append({"id": "new", "object": "model"})
+        fake.models.append({"id": "new", "object": "model", "context_length": 8192})
         clock.now += 1
-        with pytest.raises(NotFound, match="model 'new' not found"):
-            await catalog.resolve("new")
+        assert (await catalog.resolve("new")).context_length == 131072, "not listed yet: passed on as asked"
         await settle(catalog)
         assert models_calls(fake) == 1, "a miss right after a refresh does not refresh again"
         clock.now += 30
-        with pytest.raises(NotFound, match="model 'new' not found"):
-            await catalog.resolve("new")
+        await catalog.resolve("new")
         await settle(catalog)
-        assert (await catalog.resolve("new:latest")).upstream_id == "new"
+        assert (await catalog.resolve("new:latest")).context_length == 8192, "listed now, with what it says"
         assert models_calls(fake) == 2
 
 
@@ -525,7 +547,7 @@ async def test_an_alias_passes_through_to_its_silent_upstream() -> None:
         assert (card.upstream, card.upstream_id, card.name) == ("down", "org/model-x", "ex:latest")
 
 
-async def test_passthrough_only_to_a_silent_upstream_once_others_have_listed() -> None:
+async def test_an_unprefixed_name_goes_to_the_upstream_without_a_prefix() -> None:
     listed = fake_with([{"id": "gpt-4o", "object": "model"}])
     sources = [
         Source(Target("http://listed.test/v1", name="listed")),
@@ -534,8 +556,8 @@ async def test_passthrough_only_to_a_silent_upstream_once_others_have_listed() -
     async with direct({"listed.test": listed}, sources) as (catalog, _):
         card = await catalog.resolve("silent/llama3.2:3b")
         assert (card.upstream, card.upstream_id) == ("silent", "llama3.2:3b")
-        with pytest.raises(NotFound, match=r"model 'llama3\.2:3b' not found"):
-            await catalog.resolve("llama3.2:3b")
+        card = await catalog.resolve("llama3.2:3b")
+        assert (card.upstream, card.upstream_id) == ("listed", "llama3.2:3b")
 
 
 # ---- settings and the file together --------------------------------------------------------------

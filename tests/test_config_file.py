@@ -9,7 +9,7 @@ from pydantic_settings import CliApp
 
 from oai2ollama import cli
 from oai2ollama.config import Settings
-from oai2ollama.config_file import ConfigError, Defaults, ModelRule, load, settings_for
+from oai2ollama.config_file import ConfigError, Defaults, ModelRule, load, passes, settings_for
 from oai2ollama.translate.models import ModelSettings
 
 from .fakes import isolate_settings
@@ -78,17 +78,17 @@ def test_the_readme_example(tmp_path: Path) -> None:
         ("openrouter", "https://openrouter.ai/api/v1", "sk-or-v1-secret", "openrouter/"),
         ("local", "http://localhost:8000/v1", None, "local/"),
     ]
-    openai, openrouter, local = config.upstreams
-    assert openrouter.headers == {"HTTP-Referer": "https://example.com/my-app", "X-Title": "oai2ollama"}
-    assert [openai.lists(i) for i in ("gpt-4o", "gpt-4o-audio-preview", "o3-mini", "dall-e-3", "GPT-4O:latest")] == [
+    openai, openrouter, local = (lambda i, u=u: passes(i, u.include, u.exclude) for u in config.upstreams)
+    assert config.upstreams[1].headers == {"HTTP-Referer": "https://example.com/my-app", "X-Title": "oai2ollama"}
+    assert [openai(i) for i in ("gpt-4o", "gpt-4o-audio-preview", "o3-mini", "dall-e-3", "GPT-4O:latest")] == [
         True,
         False,
         True,
         False,
         True,
     ]
-    assert openrouter.lists("deepseek/deepseek-r1:free") and not openrouter.lists("openai/gpt-4o")
-    assert local.lists("anything")
+    assert openrouter("deepseek/deepseek-r1:free") and not openrouter("openai/gpt-4o")
+    assert local("anything")
     assert config.defaults == Defaults(context_length=128000, capabilities=("tools",))
     assert [rule.pattern for rule in config.models] == [
         "openrouter/anthropic/claude-sonnet-4",

@@ -62,11 +62,12 @@ def test_a_view_is_rendered_once_per_index() -> None:
 def test_models_in_use_expire_and_can_be_unloaded() -> None:
     now = [1000.0]
     in_use = ModelsInUse(keep_alive=300, clock=lambda: now[0])
-    in_use.touch("A:latest")
+    a, b = card("A"), card("b")
+    in_use.touch(a)
     now[0] += 10
-    in_use.touch("b:latest")
-    assert in_use.loaded() == [("b:latest", 1310.0), ("a:latest", 1300.0)]
-    in_use.forget("B:LATEST")
-    assert [name for name, _ in in_use.loaded()] == ["a:latest"]
+    in_use.touch(b)
+    assert in_use.loaded() == [(b, 1310.0), (a, 1300.0)]
+    in_use.forget("B")  # `ollama stop b`: the name without its tag
+    assert in_use.loaded() == [(a, 1300.0)]
     now[0] += 291
     assert in_use.loaded() == []

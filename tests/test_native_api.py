@@ -20,6 +20,7 @@ from .fakes import (
     completions_stream,
     dribble,
     embeddings_response,
+    model_not_there,
     openai_error,
     sse,
     sse_response,
@@ -364,10 +365,12 @@ async def test_load_answer_is_one_object_even_when_streaming(fake, client, keep_
     }
 
 
-async def test_unknown_model_is_404(ollama_client) -> None:
+async def test_an_unlisted_model_reaches_the_upstream_and_its_404_the_client(fake, ollama_client) -> None:
+    fake.on("POST", "/chat/completions", model_not_there)
     with pytest.raises(ollama.ResponseError) as caught:
         await ollama_client.chat(model="nope", messages=ASK)
-    assert (caught.value.status_code, caught.value.error) == (404, "model 'nope' not found")
+    assert caught.value.status_code == 404
+    assert caught.value.error == "The model `nope` does not exist or you do not have access to it."
 
 
 # ---------------------------------------------------------------- embeddings

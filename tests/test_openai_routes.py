@@ -26,6 +26,7 @@ from .fakes import (
     closed_port,
     completion,
     dribble,
+    model_not_there,
     openai_error,
     sse,
     sse_response,
@@ -227,16 +228,19 @@ async def test_model_resolved_to_the_upstream_id(
     assert fake.last_body["model"] == upstream
 
 
-async def test_unknown_model_is_an_openai_404(openai_client: openai.AsyncOpenAI, fake: FakeUpstream) -> None:
+async def test_an_unlisted_model_gets_the_upstreams_own_404(
+    openai_client: openai.AsyncOpenAI, fake: FakeUpstream
+) -> None:
+    fake.on("POST", "/chat/completions", model_not_there)
     with pytest.raises(openai.NotFoundError) as caught:
         await openai_client.chat.completions.create(model="nope", messages=HELLO)  # type: ignore[arg-type]
-    assert caught.value.body == {
-        "message": "model 'nope' not found",
-        "type": "not_found_error",
+    assert caught.value.body == {  # type: ignore[comparison-overlap]
+        "message": "The model `nope` does not exist or you do not have access to it.",
+        "type": "model_not_found",
         "param": None,
         "code": None,
     }
-    assert not fake.bodies("/chat/completions"), "nothing is sent upstream for an unknown model"
+    assert fake.last_body["model"] == "nope"
 
 
 async def test_any_model_passes_when_the_upstream_cannot_list(client: httpx.AsyncClient, fake: FakeUpstream) -> None:

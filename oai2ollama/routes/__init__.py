@@ -15,8 +15,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..catalog import Catalog
+from ..translate.dialects import adapt
 from ..translate.models import ModelCard
-from ..translate.openai_request import with_token_limit
 from ..upstream import Response as UpstreamResponse
 from ..upstream import Upstreams
 
@@ -34,15 +34,18 @@ class RouteTable(list[Route]):
         return register
 
 
-async def send_upstream(request: Request, card: ModelCard, path: str, body: dict[str, Any]) -> UpstreamResponse:
-    """Send a request built for `card` to the upstream that serves it, with the client's headers
-    (for a key the upstream may need); a model that answered counts as used for /api/ps."""
+async def send_upstream(
+    request: Request, card: ModelCard, path: str, body: dict[str, Any], *, translated: bool = True
+) -> UpstreamResponse:
+    """Send a request built for `card` to the upstream that serves it, adapted to the kind of server
+    it is, with the client's headers (for a key the upstream may need); a model that answered
+    counts as used for /api/ps. `translated`: we wrote the body (see `dialects.adapt`)."""
     catalog: Catalog = request.app.state.catalog
     upstreams: Upstreams = request.app.state.upstreams
     target = catalog.target(card)
     if path == "/chat/completions":  # the legacy /completions knows only `max_tokens`
-        body = with_token_limit(body, target.token_limit_field)
+        body = adapt(body, catalog.dialect(target), translated=translated)
     response = await upstreams.send(target, "POST", path, body=body, client_headers=request.headers)
     if response.ok:
-        request.app.state.in_use.touch(card.name)
+        request.app.state.in_use.touch(card)
     return response

@@ -53,24 +53,22 @@ async def show(request: Request) -> Response:
     req = await json_body(request)
     request.state.model = name = req.get("model") or req.get("name")
     catalog = _catalog(request)
-    card = await catalog.resolve(name)
+    card = await catalog.known(name)
     return json_response(show_answer(card, catalog.started))
 
 
 @routes("/api/ps", "GET")
 async def ps(request: Request) -> Response:
-    index = _catalog(request).index
     in_use: ModelsInUse = request.app.state.in_use
-    loaded = [(index.named(name), expires) for name, expires in in_use.loaded()]
-    entries = [ps_entry(card, expires) for card, expires in loaded if card is not None and access.may_use(card)]
-    return json_response({"models": entries})
+    loaded = in_use.loaded()
+    return json_response({"models": [ps_entry(card, expires) for card, expires in loaded if access.may_use(card)]})
 
 
 @routes("/api/pull", "POST")
 async def pull(request: Request) -> Response:
     req = await json_body(request)
     request.state.model = name = req.get("model") or req.get("name")
-    card = await _catalog(request).resolve(name)
+    card = await _catalog(request).known(name)
     steps = [
         {"status": "pulling manifest"},
         {"status": f"{card.name} is served by the upstream"},

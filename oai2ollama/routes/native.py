@@ -52,7 +52,10 @@ async def _answer(request: Request, kind: Kind) -> Response:
     card = await catalog.resolve(req.get("model"))
     request.state.model = model = req["model"]
     if _is_load(req, kind):
-        return json_response(load_answer(kind, model, unload=_unloads(req.get("keep_alive"))))
+        unload = _unloads(req.get("keep_alive"))
+        if unload:  # `ollama stop`: the model leaves /api/ps at once
+            request.app.state.in_use.forget(card.name)
+        return json_response(load_answer(kind, model, unload=unload))
     capabilities = frozenset(card.capabilities)
     req = native_overrides(req, card.options)
     if kind == "chat":

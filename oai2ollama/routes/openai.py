@@ -55,7 +55,7 @@ async def _relay(request: Request, path: str) -> Response:
     card = await catalog.resolve(req.get("model"))
     body = upstream_request(req, upstream_model=card.upstream_id)
     body = openai_overrides(body, card.options, path=path, capabilities=frozenset(card.capabilities))
-    response = await send_upstream(request, card, path, body)
+    response = await send_upstream(request, card, path, body, translated=False)
     if not response.ok:
         return await relay_error(response)
     return await relay_answer(response, streamed=body.get("stream") is True)
@@ -125,7 +125,7 @@ async def models(request: Request) -> Response:
 async def model(request: Request) -> Response:
     model: str = request.path_params["model"]
     catalog: Catalog = request.app.state.catalog
-    card = await catalog.resolve(model)
+    card = await catalog.known(model)
     answer = openai_model(card, catalog.started)
     answer["id"] = model
     return json_response(answer)

@@ -48,11 +48,3 @@ def upstream_request(req: dict[str, Any], *, upstream_model: str) -> dict[str, A
             if isinstance(tool, dict):
                 _clean_tool(tool)
     return req
-
-
-def with_token_limit(body: dict[str, Any], field: str) -> dict[str, Any]:
-    """`max_tokens` renamed to `field` where the upstream wants another name: OpenAI's own API
-    rejects `max_tokens` for its reasoning models and takes `max_completion_tokens` for all."""
-    if field != "max_tokens" and "max_tokens" in body:
-        body[field] = body.pop("max_tokens")
-    return body
