@@ -176,9 +176,9 @@ NAMES = ["tiny", "tiny:latest", "tiny-tagged:latest", "tiny-tagged"]
 # strict) when one is fixed: then remove its mark.
 TAG_DROPPED = pytest.mark.xfail(
     strict=True,
-    reason="bug: a name without a tag does not reach an upstream id that has `:latest` (Catalog._lookup only "
-    "strips `:latest` from what the client sent, never adds it): `tiny-tagged` is a 404 while the upstream "
-    "lists `tiny-tagged:latest`",
+    reason="bug: a name without a tag does not reach an upstream id that has `:latest` (ModelIndex.lookup "
+    "only strips `:latest` from what the client sent, never adds it): `tiny-tagged` is a 404 on every route "
+    "while the upstream lists `tiny-tagged:latest`",
 )
 NAME_PARAMS = [pytest.param(name, marks=TAG_DROPPED) if name == "tiny-tagged" else name for name in NAMES]
 
