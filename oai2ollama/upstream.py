@@ -27,6 +27,8 @@ RELAYED_HEADERS = ("content-type", "retry-after", "x-request-id", "openai-proces
 RATE_LIMIT_PREFIXES = ("x-ratelimit-", "ratelimit-")
 # An error answer is a message for a person; a gateway that sends megabytes of it is not waited for.
 ERROR_BODY_LIMIT = 64 * 1024
+# Redirects are followed within the upstream's own origin only, and only this many in a row.
+MAX_REDIRECTS = 5
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,7 @@ class Upstreams:
             timeout=timeout,
             limits=limits,
             http2=http2,
-            follow_redirects=True,
+            follow_redirects=False,  # see `_exchange`
             transport=transport,
             headers={"user-agent": USER_AGENT},
         )
@@ -245,7 +247,7 @@ class Upstreams:
         # headers, cookies and parameters (none of which this client has) cost ~15% of a request.
         request = httpx.Request(method, url, content=content, headers=headers, extensions=self._extensions)
         try:
-            response = await self._exchange(request)
+            response = await self._exchange(target, request)
         except httpx.TimeoutException as exc:
             raise _timeout_error(target, exc, self._read_timeout) from None
         except (httpx.ConnectError, httpx.UnsupportedProtocol) as exc:
@@ -254,19 +256,61 @@ class Upstreams:
             raise UpstreamError(f"upstream {target.address} failed to answer: {_cause(exc)}", status=502) from None
         return Response(target, response, self._read_timeout)
 
-    async def _exchange(self, request: httpx.Request) -> httpx.Response:
-        if self._direct is not None:
-            response = await self._direct.handle_async_request(request)
-            if not response.is_redirect:
+    async def _exchange(self, target: Target, request: httpx.Request) -> httpx.Response:
+        """Send `request`, following redirects by hand, once per hop and never to another origin.
+
+        httpx's client, when it follows a redirect to another host, drops only `Authorization`:
+        a configured header (Azure's `api-key`) and, on a 307 or 308, the whole conversation would
+        go to whoever the upstream points at.
+        """
+        for _ in range(MAX_REDIRECTS + 1):
+            if self._direct is not None:
+                response = await self._direct.handle_async_request(request)
                 response.request = request
+            else:
+                response = await self._client.send(request, stream=True)
+            if not response.is_redirect:
                 return response
-            await response.aclose()  # a redirect is rare: the client follows it, as configured
-        return await self._client.send(request, stream=True)
+            await response.aclose()
+            request = _redirected(target, request, response)
+        raise UpstreamError(f"upstream {target.address} redirected more than {MAX_REDIRECTS} times", status=502)
 
     async def get_json(self, target: Target, path: str) -> Any:
         response = await self.send(target, "GET", path)
         await response.raise_for_error()
         return await response.json()
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
+
+
+def _redirected(target: Target, request: httpx.Request, response: httpx.Response) -> httpx.Request:
+    """The request a redirect within the same origin (scheme, host and port) asks for."""
+    try:
+        url = request.url.join(response.headers["location"])
+    except httpx.InvalidURL:
+        raise UpstreamError(f"upstream {target.address} redirected to an invalid address", status=502) from None
+    if _origin(url) != _origin(request.url):
+        # Only the origin is named: a path or query may carry a signed token.
+        scheme, host, port = _origin(url)
+        raise UpstreamError(
+            f"upstream {target.address} redirected to another origin ({scheme}://{host}:{port}); "
+            "oai2ollama does not follow it, so that the key, headers and conversation go nowhere else "
+            "(point the base URL at the new address if the upstream has moved)",
+            status=502,
+        )
+    method, content = request.method, request.content
+    headers = request.headers.copy()
+    # As browsers (and httpx) do: a 303 asks for a GET, and so do 301 and 302 after a POST.
+    if (response.status_code == 303 and method != "HEAD") or (response.status_code in (301, 302) and method == "POST"):
+        method, content = "GET", b""
+        for name in ("content-type", "content-length", "transfer-encoding"):
+            headers.pop(name, None)
+    return httpx.Request(method, url, headers=headers, content=content or None, extensions=request.extensions)
 
 
 def _cause(exc: BaseException) -> str:

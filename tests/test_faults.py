@@ -99,6 +99,8 @@ class Exchange:
     ):
         self.reader, self.writer = reader, writer
         self.request = json.loads(body) if body else {}
+        self.method, self.path = "POST", "/"
+        self.headers: dict[str, str] = {}  # names lower-cased
         self.note_hang_up = on_hang_up
         self.framing = "length"
         self.finished = False  # the answer ended cleanly and the connection may serve another
@@ -223,6 +225,7 @@ class RawUpstream:
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 method, path, _ = request_line.split(" ", 2)
                 exchange = Exchange(reader, writer, body, self._hang_up)
+                exchange.method, exchange.path, exchange.headers = method, path, headers
                 if (method, path) == ("GET", "/v1/models"):
                     listing = {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "raw"}]}
                     await exchange.whole(200, "application/json", json.dumps(listing).encode())
@@ -243,7 +246,17 @@ class RawUpstream:
         self.hung_up.set()
 
 
-_REASONS = {200: "OK", 429: "Too Many Requests", 502: "Bad Gateway", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    301: "Moved Permanently",
+    302: "Found",
+    303: "See Other",
+    307: "Temporary Redirect",
+    308: "Permanent Redirect",
+    429: "Too Many Requests",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
 
 
 # ---------------------------------------------------------------- the proxy and the routes
@@ -1026,3 +1039,26 @@ async def test_a_server_shutting_down_still_cancels_a_request() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+# ---------------------------------------------------------------- redirects and secrets
+
+
+async def test_a_redirect_to_another_origin_is_a_502_on_every_route() -> None:
+    """The second server is another origin (another port): it must receive nothing at all."""
+    async with RawUpstream(text_answer) as other:
+
+        async def moved(exchange: Exchange) -> None:
+            await exchange.whole(307, "text/plain", b"", location=other.url + "/chat/completions")
+
+        async with RawUpstream(moved) as upstream, proxy(upstream.url) as url:
+            address = upstream.url.removeprefix("http://").removesuffix("/v1")
+
+            def check(outcome: Outcome) -> None:
+                message = error_message(outcome, 502)
+                assert f"upstream {address} redirected to another origin" in message, message
+                assert KEY not in message
+
+            await each_route(url, ROUTES, check)
+            assert upstream.requests == len(ROUTES), "each request is sent once"
+    assert other.requests == 0
