@@ -16,6 +16,7 @@ import httpx
 
 from . import __version__, wire
 from .errors import UpstreamError, message_from_body
+from .masking import Secrets
 from .transport import AiohttpTransport, describe_os_error
 
 log = logging.getLogger("oai2ollama.upstream")
@@ -53,9 +54,10 @@ class Target:
         url = httpx.URL(self.base_url)
         return f"{self.host}:{url.port}" if url.port is not None else self.host
 
-    def redact(self, text: str) -> str:
-        """Some upstreams quote the key they rejected in their error message; it must not reach a client."""
-        return text.replace(self.api_key, "***") if self.api_key and self.api_key in text else text
+    @cached_property
+    def secrets(self) -> Secrets:
+        """What this upstream is sent that none of its words may carry back (see `masking`)."""
+        return Secrets.of_upstream(self.api_key, self.headers)
 
     @cached_property
     def token_limit_field(self) -> str:
@@ -90,8 +92,15 @@ def error_headers(headers: Mapping[str, str]) -> dict[str, str]:
 class Response:
     """An upstream answer whose body has not been read yet."""
 
-    def __init__(self, target: Target, response: httpx.Response, read_timeout: float | None = None):
+    def __init__(
+        self,
+        target: Target,
+        response: httpx.Response,
+        read_timeout: float | None = None,
+        secrets: Secrets | None = None,
+    ):
         self.target = target
+        self.secrets = target.secrets if secrets is None else secrets
         self._response = response
         self._read_timeout = read_timeout
         self.status = response.status_code
@@ -106,9 +115,9 @@ class Response:
         """The whole body, or its first `limit` bytes (the rest is not waited for)."""
         if limit is None:
             try:
-                return await self._response.aread()
+                return self.secrets.mask_bytes(await self._response.aread())
             except httpx.HTTPError as exc:
-                raise _mid_stream_error(self.target, exc, self._read_timeout) from None
+                raise self._broken_off(exc) from None
             finally:
                 await self._response.aclose()
         parts: list[bytes] = []
@@ -125,14 +134,26 @@ class Response:
         return b"".join(parts)[:limit]
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives; the connection is released however the iteration ends."""
+        """The body as it arrives, secrets masked; the connection is released however the iteration ends."""
+        mask = self.secrets.stream() if self.secrets else None
         try:
             async for chunk in self._response.aiter_bytes():
+                if mask is not None:
+                    chunk = mask.feed(chunk)
+                    if not chunk:
+                        continue
                 yield chunk
+            if mask is not None and (rest := mask.close()):
+                yield rest
         except httpx.HTTPError as exc:
-            raise _mid_stream_error(self.target, exc, self._read_timeout) from None
+            raise self._broken_off(exc) from None
         finally:
             await self._response.aclose()
+
+    def _broken_off(self, exc: httpx.HTTPError) -> UpstreamError:
+        error = _mid_stream_error(self.target, exc, self._read_timeout)
+        error.message = self.secrets.mask(error.message)
+        return error
 
     async def aclose(self) -> None:
         await self._response.aclose()
@@ -153,7 +174,8 @@ class Response:
         except UpstreamError:
             body = b""  # the status says what went wrong; a body that broke off adds nothing
         message = message_from_body(self.status, body, self._response.reason_phrase)
-        raise UpstreamError(self.target.redact(message), status=self.status, headers=error_headers(self.headers))
+        # The body was masked as it was read; a key the upstream wrote JSON-escaped is unescaped only now.
+        raise UpstreamError(self.secrets.mask(message), status=self.status, headers=error_headers(self.headers))
 
 
 class _NoCookies(httpx.Cookies):
@@ -225,6 +247,7 @@ class Upstreams:
         headers = {name.lower(): value for name, value in target.headers.items()}
         headers["accept"] = "application/json, text/event-stream"
         headers["user-agent"] = USER_AGENT
+        secrets = target.secrets
         if target.api_key:
             headers["authorization"] = f"Bearer {target.api_key}"
         elif client_headers is not None:
@@ -235,6 +258,7 @@ class Upstreams:
             # Copilot sends `Bearer ` with nothing after it when no key is set; that is no credential.
             if auth and auth.lower() != "bearer":
                 headers["authorization"] = auth
+                secrets = secrets.including(auth.split(None, 1)[-1])
         content = None
         if body is not None:
             content = body if isinstance(body, bytes) else wire.dumps(body)
@@ -251,10 +275,13 @@ class Upstreams:
         except httpx.TimeoutException as exc:
             raise _timeout_error(target, exc, self._read_timeout) from None
         except (httpx.ConnectError, httpx.UnsupportedProtocol) as exc:
-            raise UpstreamError(f"cannot reach upstream {target.address}: {_cause(exc)}", status=502) from None
+            cause = secrets.mask(_cause(exc))
+            raise UpstreamError(f"cannot reach upstream {target.address}: {cause}", status=502) from None
         except httpx.HTTPError as exc:
-            raise UpstreamError(f"upstream {target.address} failed to answer: {_cause(exc)}", status=502) from None
-        return Response(target, response, self._read_timeout)
+            # A parser's complaint quotes the upstream's bytes, which may echo what it was sent.
+            cause = secrets.mask(_cause(exc))
+            raise UpstreamError(f"upstream {target.address} failed to answer: {cause}", status=502) from None
+        return Response(target, response, self._read_timeout, secrets)
 
     async def _exchange(self, target: Target, request: httpx.Request) -> httpx.Response:
         """Send `request`, following redirects by hand, once per hop and never to another origin.

@@ -1062,3 +1062,51 @@ async def test_a_redirect_to_another_origin_is_a_502_on_every_route() -> None:
             await each_route(url, ROUTES, check)
             assert upstream.requests == len(ROUTES), "each request is sent once"
     assert other.requests == 0
+
+
+def error_quoting(secret: str) -> Answer:
+    """A stream that begins, then ends with an error event quoting `secret`, split between two writes."""
+
+    async def answer(exchange: Exchange) -> None:
+        await exchange.head()
+        for data in answer_frames()[:3]:
+            await exchange.send(data)
+        quoted = secret or exchange.headers.get("authorization", "").removeprefix("Bearer ")
+        event = frame({"error": {"message": f"Incorrect API key provided: {quoted}.", "code": "invalid_api_key"}})
+        cut = event.index(quoted.encode()) + len(quoted) // 2
+        await exchange.send(event[:cut])
+        await asyncio.sleep(0.05)  # two reads on the proxy's side, most likely
+        await exchange.send(event[cut:])
+        await exchange.end()
+
+    return answer
+
+
+STREAMED = [route for route in ROUTES if route.stream]
+
+
+async def test_a_key_quoted_mid_stream_is_masked_on_every_route(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    def check(outcome: Outcome) -> None:
+        assert KEY.encode() not in outcome.body, outcome.body
+        if outcome.route.stream:
+            assert stream_error(outcome).startswith("Incorrect API key provided: ***")
+
+    caplog.set_level("DEBUG")
+    async with stack.answering(error_quoting(KEY)) as url:
+        await each_route(url, ROUTES, check)
+    assert all(KEY not in record.getMessage() for record in caplog.records)
+    assert any("Incorrect API key provided: ***" in record.getMessage() for record in caplog.records)
+
+
+async def test_a_forwarded_client_key_quoted_mid_stream_is_masked(caplog: pytest.LogCaptureFixture) -> None:
+    """With no key of its own the proxy forwards the client's; the upstream's words must not show it either."""
+    client_key = "client-own-key-0123456789"
+    caplog.set_level("DEBUG")
+    async with RawUpstream(error_quoting("")) as upstream, proxy(upstream.url, api_key=None) as url:
+        headers = {"authorization": f"Bearer {client_key}"}
+        async with httpx.AsyncClient(base_url=url, timeout=CLIENT_TIMEOUT, headers=headers) as client:
+            for route in STREAMED:
+                response = await client.post(route.path, json=route.body())
+                assert response.status_code == 200
+                assert client_key.encode() not in response.content and b"***" in response.content, route
+    assert all(client_key not in record.getMessage() for record in caplog.records)

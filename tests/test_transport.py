@@ -25,6 +25,7 @@ from .test_faults import (
     answer_frames,
     closed_port,
     endless_error_page,
+    error_quoting,
 )
 
 pytestmark = pytest.mark.anyio
@@ -360,6 +361,15 @@ async def test_endless_redirects_end_after_a_few_hops(upstreams: Upstreams) -> N
     assert caught.value.status == 502
     assert "redirected more than 5 times" in caught.value.message
     assert len(seen) == 6
+
+
+async def test_a_configured_header_quoted_mid_stream_is_masked(upstreams: Upstreams) -> None:
+    async with RawUpstream(error_quoting(API_KEY_HEADER)) as upstream:
+        target = redirect_target(upstream.url)
+        response = await upstreams.send(target, "POST", "/chat/completions", body={"stream": True})
+        body = b"".join([chunk async for chunk in response.chunks()])
+    assert API_KEY_HEADER.encode() not in body
+    assert b"Incorrect API key provided: ***." in body
 
 
 @pytest.mark.parametrize(
