@@ -6,6 +6,7 @@ This is the only module that imports httpx. A transport failure becomes an `Upst
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -89,6 +90,25 @@ def error_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return kept
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """When a request must be over (the event loop's clock), and the timeout it came from."""
+
+    at: float
+    seconds: float
+
+
+async def _until(deadline: float, reads: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`reads` while the deadline has not passed; after, TimeoutError."""
+    while True:
+        async with asyncio.timeout_at(deadline):
+            try:
+                chunk = await anext(reads)
+            except StopAsyncIteration:
+                return
+        yield chunk
+
+
 class Response:
     """An upstream answer whose body has not been read yet."""
 
@@ -98,8 +118,10 @@ class Response:
         response: httpx.Response,
         read_timeout: float | None = None,
         secrets: Secrets | None = None,
+        deadline: Deadline | None = None,
     ):
         self.target = target
+        self._deadline = deadline
         self.secrets = target.secrets if secrets is None else secrets
         self._response = response
         self._read_timeout = read_timeout
@@ -115,7 +137,12 @@ class Response:
         """The whole body, or its first `limit` bytes (the rest is not waited for)."""
         if limit is None:
             try:
-                return self.secrets.mask_bytes(await self._response.aread())
+                if self._deadline is None:
+                    return self.secrets.mask_bytes(await self._response.aread())
+                async with asyncio.timeout_at(self._deadline.at):
+                    return self.secrets.mask_bytes(await self._response.aread())
+            except TimeoutError:
+                raise self._deadline_passed() from None
             except httpx.HTTPError as exc:
                 raise self._broken_off(exc) from None
             finally:
@@ -136,8 +163,11 @@ class Response:
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives, secrets masked; the connection is released however the iteration ends."""
         mask = self.secrets.stream() if self.secrets else None
+        reads = self._response.aiter_bytes()
+        if self._deadline is not None:
+            reads = _until(self._deadline.at, reads)
         try:
-            async for chunk in self._response.aiter_bytes():
+            async for chunk in reads:
                 if mask is not None:
                     chunk = mask.feed(chunk)
                     if not chunk:
@@ -145,10 +175,18 @@ class Response:
                 yield chunk
             if mask is not None and (rest := mask.close()):
                 yield rest
+        except TimeoutError:
+            raise self._deadline_passed() from None
         except httpx.HTTPError as exc:
             raise self._broken_off(exc) from None
         finally:
+            if self._deadline is not None:
+                await reads.aclose()  # type: ignore[attr-defined]
             await self._response.aclose()
+
+    def _deadline_passed(self) -> UpstreamError:
+        assert self._deadline is not None
+        return _deadline_error(self.target, self._deadline.seconds)
 
     def _broken_off(self, exc: httpx.HTTPError) -> UpstreamError:
         error = _mid_stream_error(self.target, exc, self._read_timeout)
@@ -207,10 +245,13 @@ class Upstreams:
         read_timeout: float = 600.0,
         http2: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 2000,
     ):
         self._read_timeout = read_timeout
         # Hundreds of concurrent streams must not queue behind httpx's default of 100.
-        limits = httpx.Limits(max_connections=2000, max_keepalive_connections=500, keepalive_expiry=60)
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=min(500, max_connections), keepalive_expiry=60
+        )
         if transport is None and not http2:
             # httpx's own transport is several times slower under concurrency (see transport.py);
             # only HTTP/2, which aiohttp cannot speak, needs it.
@@ -219,7 +260,9 @@ class Upstreams:
         # bookkeeping, timing wrappers) cost ~25% of a request that needs none of it.
         self._direct = transport if isinstance(transport, AiohttpTransport) else None
         self._urls: dict[tuple[str, str], httpx.URL] = {}
-        timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=read_timeout, pool=read_timeout)
+        # Waiting for a pooled connection, DNS and connecting are one phase, bounded by the connect
+        # timeout (our transport's `connect` covers the three); only a silent upstream gets `read`.
+        timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout)
         self._extensions = {"timeout": timeout.as_dict()}
         self._client = _CookielessClient(
             timeout=timeout,
@@ -241,8 +284,11 @@ class Upstreams:
         *,
         body: Any = None,
         client_headers: Mapping[str, str] | None = None,
+        request_timeout: float | None = None,
     ) -> Response:
-        """Send a request and return as soon as the status line and headers have arrived."""
+        """Send a request and return as soon as the status line and headers have arrived.
+
+        `request_timeout` (seconds) bounds the whole exchange, the reading of the answer included."""
         # Lower-cased so that a configured header cannot sit beside the same one set below.
         headers = {name.lower(): value for name, value in target.headers.items()}
         headers["accept"] = "application/json, text/event-stream"
@@ -270,8 +316,17 @@ class Upstreams:
         # Built directly rather than by `client.build_request`, whose merging of client-wide
         # headers, cookies and parameters (none of which this client has) cost ~15% of a request.
         request = httpx.Request(method, url, content=content, headers=headers, extensions=self._extensions)
+        deadline = None
+        if request_timeout is not None:
+            deadline = Deadline(asyncio.get_running_loop().time() + request_timeout, request_timeout)
         try:
-            response = await self._exchange(target, request)
+            if deadline is None:
+                response = await self._exchange(target, request)
+            else:
+                async with asyncio.timeout_at(deadline.at):
+                    response = await self._exchange(target, request)
+        except TimeoutError:
+            raise _deadline_error(target, request_timeout or 0) from None
         except httpx.TimeoutException as exc:
             raise _timeout_error(target, exc, self._read_timeout) from None
         except (httpx.ConnectError, httpx.UnsupportedProtocol) as exc:
@@ -281,7 +336,7 @@ class Upstreams:
             # A parser's complaint quotes the upstream's bytes, which may echo what it was sent.
             cause = secrets.mask(_cause(exc))
             raise UpstreamError(f"upstream {target.address} failed to answer: {cause}", status=502) from None
-        return Response(target, response, self._read_timeout, secrets)
+        return Response(target, response, self._read_timeout, secrets, deadline)
 
     async def _exchange(self, target: Target, request: httpx.Request) -> httpx.Response:
         """Send `request`, following redirects by hand, once per hop and never to another origin.
@@ -369,6 +424,10 @@ def _timeout_error(target: Target, exc: httpx.TimeoutException, read_timeout: fl
             f"upstream {target.address} stopped reading the request for {read_timeout:g} s", status=504
         )
     return UpstreamError(f"upstream {target.address} did not answer within {read_timeout:g} s", status=504)
+
+
+def _deadline_error(target: Target, seconds: float) -> UpstreamError:
+    return UpstreamError(f"the request timeout of {seconds:g} s passed before upstream {target.address} finished", 504)
 
 
 def _mid_stream_error(target: Target, exc: httpx.HTTPError, read_timeout: float | None) -> UpstreamError:

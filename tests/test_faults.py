@@ -1110,3 +1110,53 @@ async def test_a_forwarded_client_key_quoted_mid_stream_is_masked(caplog: pytest
                 assert response.status_code == 200
                 assert client_key.encode() not in response.content and b"***" in response.content, route
     assert all(client_key not in record.getMessage() for record in caplog.records)
+
+
+# ---------------------------------------------------------------- the total request deadline
+
+
+async def dribble_forever(exchange: Exchange) -> None:
+    """Streams get words forever, never silent for long; other requests get nothing at all."""
+    if not exchange.streamed:
+        await exchange.hold(PATIENT)
+        return
+    await exchange.head()
+    for data in answer_frames()[:2]:
+        await exchange.send(data)
+    while True:
+        await exchange.send(frame(delta_chunk({"content": " more"})))
+        await asyncio.sleep(0.05)
+
+
+def ends_by_the_deadline(seconds: float) -> Callable[[Outcome], None]:
+    def check(outcome: Outcome) -> None:
+        words = f"the request timeout of {seconds:g} s passed before upstream 127.0.0.1:"
+        if outcome.route.stream:
+            assert stream_error(outcome).startswith(words)
+        else:
+            assert error_message(outcome, 504).startswith(words)
+
+    return check
+
+
+async def test_a_request_timeout_is_a_504_before_the_answer_and_an_error_line_after() -> None:
+    async with (
+        RawUpstream(dribble_forever) as upstream,
+        proxy(upstream.url, read_timeout=PATIENT, request_timeout=0.5) as url,
+    ):
+        await each_route(url, ROUTES, ends_by_the_deadline(0.5))
+
+
+async def test_a_models_timeout_ms_sets_its_deadline_and_is_not_sent(tmp_path: Any) -> None:
+    config = tmp_path / "oai2ollama.toml"
+    config.write_text(f'[models."{MODEL}"]\noptions = {{ timeout_ms = 400, temperature = 0.5 }}\n')
+    bodies: list[dict[str, Any]] = []
+
+    async def answer(exchange: Exchange) -> None:
+        bodies.append(exchange.request)
+        await dribble_forever(exchange)
+
+    async with RawUpstream(answer) as upstream, proxy(upstream.url, read_timeout=PATIENT, config=config) as url:
+        await each_route(url, ROUTES, ends_by_the_deadline(0.4))
+    assert len(bodies) == len(ROUTES) and all(body["temperature"] == 0.5 for body in bodies)
+    assert not any("timeout" in json.dumps(body) for body in bodies), bodies

@@ -396,3 +396,68 @@ def test_only_a_named_proxy_turns_on_aiohttps_per_request_proxy_lookup(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert transport._proxy_configured() is expected
+
+
+# ---- each phase bounded by its own timeout
+
+
+async def hold_open(exchange: Exchange) -> None:
+    await exchange.head()
+    await exchange.send(answer_frames()[0])
+    await exchange.hold(60)
+
+
+@pytest.mark.parametrize("http2", [False, True], ids=["aiohttp", "httpx-http2"])
+async def test_waiting_for_a_pooled_connection_is_bounded_by_the_connect_timeout(http2: bool) -> None:
+    """With the pool full, the next request fails after the connect timeout, not the read timeout."""
+    upstreams = Upstreams(connect_timeout=0.3, read_timeout=60, http2=http2, max_connections=1)
+    try:
+        async with RawUpstream(hold_open) as upstream:
+            target = Target(upstream.url)
+            first = await upstreams.send(target, "POST", "/chat/completions", body={"stream": True})
+            try:
+                with pytest.raises(UpstreamError) as caught:
+                    async with asyncio.timeout(10):  # only keeps a hang from hanging the suite
+                        await upstreams.send(target, "POST", "/chat/completions", body={"stream": True})
+            finally:
+                await first.aclose()
+    finally:
+        await upstreams.aclose()
+    assert caught.value.status == 504, caught.value.message
+
+
+async def test_dns_resolution_is_bounded_by_the_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aiohttp.connector
+
+    async def never(*args: object, **kwargs: object) -> list[dict[str, object]]:
+        await asyncio.Event().wait()
+        return []
+
+    monkeypatch.setattr(aiohttp.connector.DefaultResolver, "resolve", never)
+    upstreams = Upstreams(connect_timeout=0.3, read_timeout=60)
+    try:
+        with pytest.raises(UpstreamError) as caught:
+            async with asyncio.timeout(10):
+                await upstreams.send(Target("http://slow-dns.invalid/v1"), "GET", "/models")
+    finally:
+        await upstreams.aclose()
+    assert caught.value.status == 504, caught.value.message
+    assert caught.value.message == "upstream slow-dns.invalid did not accept a connection in time"
+
+
+async def test_a_request_timeout_bounds_the_whole_answer(upstreams: Upstreams) -> None:
+    async def endless(exchange: Exchange) -> None:
+        await exchange.head()
+        while True:  # never silent for long: only a total deadline ends it
+            await exchange.send(answer_frames()[1])
+            await asyncio.sleep(READ_TIMEOUT / 5)
+
+    async with RawUpstream(endless) as upstream:
+        target = Target(upstream.url)
+        response = await upstreams.send(target, "POST", "/x", body={"stream": True}, request_timeout=0.5)
+        with pytest.raises(UpstreamError) as caught:
+            async with asyncio.timeout(10):
+                async for _ in response.chunks():
+                    pass
+    assert caught.value.status == 504
+    assert caught.value.message.startswith("the request timeout of 0.5 s passed before upstream 127.0.0.1:")

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from ..catalog import Catalog
 from ..translate.models import ModelCard
 from ..translate.openai_request import with_token_limit
+from ..translate.overrides import request_timeout
 from ..upstream import Response as UpstreamResponse
 from ..upstream import Upstreams
 
@@ -42,7 +43,10 @@ async def send_upstream(request: Request, card: ModelCard, path: str, body: dict
     target = catalog.target(card)
     if path == "/chat/completions":  # the legacy /completions knows only `max_tokens`
         body = with_token_limit(body, target.token_limit_field)
-    response = await upstreams.send(target, "POST", path, body=body, client_headers=request.headers)
+    timeout = request_timeout(card.options, request.app.state.settings.request_timeout)
+    response = await upstreams.send(
+        target, "POST", path, body=body, client_headers=request.headers, request_timeout=timeout
+    )
     if response.ok:
         request.app.state.in_use.touch(card.name)
     return response
