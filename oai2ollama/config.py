@@ -111,6 +111,12 @@ class Settings(BaseSettings):
         description="Seconds a whole request to the upstream may take, streaming included (default: no limit; "
         "per model: options.request_timeout in --config)",
     )
+    shutdown_grace: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds open answers may take to finish when the server is stopped (SIGTERM, Ctrl-C); "
+        "keep it below Docker's --stop-timeout or Kubernetes' terminationGracePeriodSeconds",
+    )
     models_ttl: float = Field(60.0, ge=0, description="Seconds the upstream's model list is cached")
     http2: bool = Field(
         False,

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
 import struct
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -1160,3 +1163,124 @@ async def test_a_models_timeout_ms_sets_its_deadline_and_is_not_sent(tmp_path: A
         await each_route(url, ROUTES, ends_by_the_deadline(0.4))
     assert len(bodies) == len(ROUTES) and all(body["temperature"] == 0.5 for body in bodies)
     assert not any("timeout" in json.dumps(body) for body in bodies), bodies
+
+
+# ---------------------------------------------------------------- the server shutting down
+
+
+@asynccontextmanager
+async def server_process(base_url: str, tmp_path: Any, *flags: str) -> AsyncIterator[tuple[Any, str]]:
+    """`python -m oai2ollama` on a free loopback port, started from an empty directory and environment."""
+    port = closed_port()
+    env = {name: value for name, value in os.environ.items() if name in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    command = ["-m", "oai2ollama", "--base-url", base_url, "--api-key", KEY, "--host", "127.0.0.1"]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *command,
+        "--port",
+        str(port),
+        *flags,
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=CLIENT_TIMEOUT) as client:
+            for _ in range(300):
+                try:
+                    if (await client.get("/api/version")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+        yield process, url
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def stopped(process: Any) -> str:
+    """SIGTERM, and what the process wrote to stderr until it exited."""
+    process.send_signal(signal.SIGTERM)
+    assert process.stderr is not None
+    async with asyncio.timeout(CLIENT_TIMEOUT * 2):
+        stderr = await process.stderr.read()
+        await process.wait()
+    return stderr.decode()
+
+
+async def streams_through_a_stop(url: str, process: Any, on_stop: Callable[[], None]) -> tuple[list[Outcome], str]:
+    """Open a stream on each route, stop the server once each has begun, and read them to their end."""
+    begun = [asyncio.Event() for _ in STREAMED]
+
+    async def read(route: Route, begun: asyncio.Event) -> Outcome:
+        async with httpx.AsyncClient(base_url=url, timeout=CLIENT_TIMEOUT) as client:
+            async with client.stream("POST", route.path, json=route.body()) as response:
+                received, broken = b"", None
+                try:
+                    async for part in response.aiter_bytes():
+                        received += part
+                        begun.set()
+                except httpx.HTTPError as exc:
+                    broken = f"{type(exc).__name__}: {exc}"
+        return Outcome(route, response.status_code, response.headers, received, broken, 0.0)
+
+    readers = [asyncio.create_task(read(route, event)) for route, event in zip(STREAMED, begun, strict=True)]
+    async with asyncio.timeout(CLIENT_TIMEOUT):
+        for event in begun:
+            await event.wait()
+    stop = asyncio.create_task(stopped(process))
+    await asyncio.sleep(0.2)  # the server has stopped accepting and is waiting for the open streams
+    on_stop()
+    outcomes = await asyncio.gather(*readers)
+    return outcomes, await stop
+
+
+def quiet_exit(process: Any, stderr: str) -> None:
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr and "Exception in ASGI application" not in stderr, stderr
+    assert "Cancel" not in stderr, stderr  # uvicorn's backstop, which cancels what is left, was not needed
+
+
+async def test_streams_open_past_the_grace_end_with_a_shutting_down_line(tmp_path: Any) -> None:
+    async def endless(exchange: Exchange) -> None:
+        await exchange.head()
+        for data in answer_frames()[:3]:
+            await exchange.send(data)
+        await exchange.hold(PATIENT)
+
+    async with (
+        RawUpstream(endless) as upstream,
+        server_process(upstream.url, tmp_path, "--shutdown-grace", "0.5") as (process, url),
+    ):
+        outcomes, stderr = await streams_through_a_stop(url, process, lambda: None)
+        assert upstream.hung_up.is_set(), "the upstream requests were closed"
+    for outcome in outcomes:
+        assert stream_error(outcome) == "the server is shutting down", outcome.route
+    quiet_exit(process, stderr)
+    assert stderr.count("ending 3 open answer(s)") == 1, stderr
+
+
+async def test_streams_that_finish_within_the_grace_are_whole(tmp_path: Any) -> None:
+    release = asyncio.Event()
+
+    async def slow(exchange: Exchange) -> None:
+        frames = answer_frames()
+        await exchange.head()
+        for data in frames[:3]:
+            await exchange.send(data)
+        await release.wait()
+        for data in frames[3:]:
+            await exchange.send(data)
+        await exchange.end()
+
+    async with (
+        RawUpstream(slow) as upstream,
+        server_process(upstream.url, tmp_path, "--shutdown-grace", "20") as (process, url),
+    ):
+        outcomes, stderr = await streams_through_a_stop(url, process, release.set)
+    for outcome in outcomes:
+        assert answer_text(outcome) == TEXT, outcome.route
+    quiet_exit(process, stderr)

@@ -77,6 +77,7 @@ async def relay_answer(response: UpstreamResponse, *, streamed: bool) -> Respons
         encode_stream(response.chunks(), _same, on_error),
         status_code=response.status,
         headers=relayed_headers(response.headers),
+        on_error=on_error,
     )
 
 
