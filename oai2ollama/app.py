@@ -18,7 +18,7 @@ from .configuration import assemble
 from .disconnect import CancelOnDisconnect
 from .errors import ProxyError, anthropic_body, ollama_body, openai_body
 from .guards import Guards, policy_from
-from .http import json_response
+from .http import InFlight, json_response
 from .in_use import ModelsInUse
 from .request_log import RequestLog
 from .routes import anthropic, discovery, native, openai, responses
@@ -107,6 +107,7 @@ def create_app(settings: Settings, *, upstreams: Upstreams | None = None) -> Fas
     app.state.settings = settings
     app.state.guards = guard_policy
     app.state.in_use = ModelsInUse()
+    app.state.in_flight = InFlight()  # ended by the server when its shutdown grace is over (cli.py)
     if upstreams is not None:
         app.state.upstreams = upstreams
         app.state.catalog = _catalog(upstreams)
@@ -118,7 +119,7 @@ def create_app(settings: Settings, *, upstreams: Upstreams | None = None) -> Fas
     app.add_exception_handler(Exception, _unexpected)
     # The last added runs outermost: the request log sees refused requests too, and the
     # disconnect watcher sits innermost, watching the connection once the body has been read.
-    app.add_middleware(CancelOnDisconnect)
+    app.add_middleware(CancelOnDisconnect, in_flight=app.state.in_flight, render=error_response)
     app.add_middleware(Guards, policy=guard_policy, render=error_response)
     app.add_middleware(RequestLog)
     return app

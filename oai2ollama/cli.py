@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import signal
+import socket
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 from pydantic_settings import CliApp, SettingsError
@@ -15,6 +18,11 @@ from . import __version__
 from .config import Settings
 
 EXIT_USAGE = 2
+EXIT_STARTUP_FAILURE = 3  # as uvicorn.run exits when it cannot bind
+# After the grace period, streams get their last line; this long again, then uvicorn cancels what is left.
+SHUTDOWN_BACKSTOP = 5.0
+
+log = logging.getLogger("oai2ollama")
 
 
 def fail(message: str) -> NoReturn:
@@ -80,8 +88,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     # httpx logs every upstream request at INFO; our request log already has one line per request.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
 
-    import uvicorn
-
     from .app import create_app
     from .guards import is_loopback
 
@@ -95,8 +101,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             "can use the upstream (and its key) through oai2ollama; set --server-api-key "
             "(env OAI2OLLAMA_SERVER_API_KEYS) or [[keys]] in --config"
         )
-    uvicorn.run(
+    serve(
         app,
+        shutdown_grace=settings.shutdown_grace,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -108,5 +115,36 @@ def main(argv: Sequence[str] | None = None) -> None:
         # them all at once, and the benchmark's figures are the same with either.
         loop="asyncio",
         http="auto",
-        timeout_graceful_shutdown=5,
     )
+
+
+def serve(app: Any, *, shutdown_grace: float, **options: Any) -> None:
+    """Run `app` as `uvicorn.run` would, with `options` for `uvicorn.Config`; once told to stop, the
+    server gives open answers `shutdown_grace` seconds, then ends each with a last error line."""
+    import uvicorn
+
+    in_flight = app.state.in_flight
+
+    class GracefulServer(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            timer = asyncio.get_running_loop().call_later(shutdown_grace, end_open_answers)
+            try:
+                await super().shutdown(sockets)
+            finally:
+                timer.cancel()
+
+    def end_open_answers() -> None:
+        count = in_flight.end_all()
+        if count:
+            log.warning("shutdown grace of %g s is over: ending %d open answer(s)", shutdown_grace, count)
+
+    config = uvicorn.Config(app, timeout_graceful_shutdown=shutdown_grace + SHUTDOWN_BACKSTOP, **options)
+    server = GracefulServer(config)
+    # uvicorn restores the signal handlers it found and raises a caught SIGTERM/SIGINT again once it
+    # has shut down, so that the default handler kills the process. A graceful stop is a success
+    # (exit status 0, as Docker and Kubernetes expect), so the handlers it finds ignore them.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    server.run()
+    if not server.started:
+        raise SystemExit(EXIT_STARTUP_FAILURE)

@@ -105,6 +105,18 @@ class Settings(BaseSettings):
     read_timeout: float = Field(
         600.0, gt=0, description="Seconds the upstream may stay silent before the request fails (slow reasoning)"
     )
+    request_timeout: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds a whole request to the upstream may take, streaming included (default: no limit; "
+        "per model: options.request_timeout in --config)",
+    )
+    shutdown_grace: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds open answers may take to finish when the server is stopped (SIGTERM, Ctrl-C); "
+        "keep it below Docker's --stop-timeout or Kubernetes' terminationGracePeriodSeconds",
+    )
     models_ttl: float = Field(60.0, ge=0, description="Seconds the upstream's model list is cached")
     http2: bool = Field(
         False,
@@ -138,6 +150,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Largest request body accepted, in bytes or with a binary unit: 64m, 512k, 1g",
     )
+
+    @field_validator("request_timeout", mode="before")
+    @classmethod
+    def _unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value  # REQUEST_TIMEOUT= means none
 
     @field_validator("log_level", mode="before")
     @classmethod

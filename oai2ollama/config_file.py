@@ -345,6 +345,10 @@ class _Reader:
             problem = option_problem(name, option)
             if problem:
                 raise self.fail(f"{where} options.{name}", problem)
+        if "timeout_ms" in options:
+            if "request_timeout" in options:
+                raise self.fail(f"{where} options", "give request_timeout (seconds) or timeout_ms, not both")
+            options["request_timeout"] = options.pop("timeout_ms") / 1000
         return ModelRule(pattern, alias, capabilities, context_length, hidden, options)
 
     def defaults(self, value: Any) -> Defaults:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
-from starlette.types import Message, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .http import HTTPMiddleware
+from .http import SHUTTING_DOWN, HTTPMiddleware, InFlight, ending
 from .request_log import escaped
 
 log = logging.getLogger("oai2ollama")
@@ -22,7 +24,21 @@ class CancelOnDisconnect(HTTPMiddleware):
     timed out. Once the request body has been read, the connection is watched: a disconnect
     before the response starts cancels the handler, whose cleanup closes the upstream request at
     once; after, it is only passed on, and Starlette's streaming stops as usual.
+
+    It also keeps the requests `in_flight`: one the server ends while shutting down (`InFlight`)
+    is answered 503 by `render` if its answer had not begun (a stream ends itself, see
+    `StreamResponse`).
     """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        in_flight: InFlight | None = None,
+        render: Callable[[str, int, str], Response] | None = None,
+    ):
+        super().__init__(app)
+        self.in_flight = in_flight or InFlight()
+        self.render = render
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         gone = asyncio.Event()
@@ -58,13 +74,20 @@ class CancelOnDisconnect(HTTPMiddleware):
                 responding = True
             await send(message)
 
+        self.in_flight.add(handler, scope)
         try:
             await self.app(scope, receive_body, note_start)
         except asyncio.CancelledError:
-            # Only the cancellation `watch` caused ends here; the server's own (shutting down) goes on.
+            if ending(scope) and not cancelled:
+                handler.uncancel()
+                if not responding and self.render is not None:
+                    await self.render(scope["path"], 503, SHUTTING_DOWN)(scope, receive, send)
+                return
+            # Only the cancellation `watch` caused ends here; the server's own (forced exit) goes on.
             if not cancelled or handler.uncancel() > 0:
                 raise
             log.info("%s %s: the client went away before the answer began", scope["method"], escaped(scope["path"]))
         finally:
+            self.in_flight.discard(handler)
             if watcher is not None:
                 watcher.cancel()

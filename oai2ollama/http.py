@@ -1,10 +1,12 @@
 """Small HTTP helpers shared by the route modules: reading JSON bodies, writing JSON and streams,
-and the base of our middlewares."""
+the base of our middlewares, and `InFlight`, which ends the requests still open when the server's
+shutdown grace period is over."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -23,6 +25,37 @@ SSE = "text/event-stream"
 
 # nginx's status for "the client closed the request": logged, never seen by the client.
 CLIENT_CLOSED = 499
+
+SHUTTING_DOWN = "the server is shutting down"
+# Set in a request's scope when `InFlight.end_all` cancels it: that cancellation is an answer to
+# give (a final error line, a 503), not a failure.
+_ENDING = "oai2ollama.ending"
+
+
+class InFlight:
+    """The requests being answered, so that a server shutting down can end those that outlast
+    its grace period, each with a last word in its own dialect instead of a cut connection."""
+
+    def __init__(self) -> None:
+        self._requests: dict[asyncio.Task[Any], dict[str, Any]] = {}
+
+    def add(self, task: asyncio.Task[Any], scope: dict[str, Any]) -> None:
+        self._requests[task] = scope
+
+    def discard(self, task: asyncio.Task[Any]) -> None:
+        self._requests.pop(task, None)
+
+    def end_all(self) -> int:
+        """Tell every open request to end now; how many there were."""
+        for task, scope in self._requests.items():
+            scope[_ENDING] = True
+            task.cancel(SHUTTING_DOWN)
+        return len(self._requests)
+
+
+def ending(scope: Mapping[str, Any]) -> bool:
+    """Whether `InFlight.end_all` is what cancelled this request."""
+    return bool(scope.get(_ENDING))
 
 
 async def json_body(request: Request) -> dict[str, Any]:
@@ -57,9 +90,18 @@ class CutOff(Exception):
 
 class StreamResponse(StreamingResponse):
     """A streaming response that always closes its body iterator, so the upstream is released
-    as soon as the client goes away (Starlette leaves the iterator suspended otherwise)."""
+    as soon as the client goes away (Starlette leaves the iterator suspended otherwise).
+
+    `on_error` words the stream's last item when the server ends it while shutting down.
+    """
+
+    def __init__(self, content: Any, *args: Any, on_error: Callable[[ProxyError], bytes] | None = None, **kwargs: Any):
+        super().__init__(content, *args, **kwargs)
+        self._on_error = on_error
+        self._scope: Scope = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._scope = scope
         try:
             await super().__call__(scope, receive, send)
         finally:
@@ -78,6 +120,17 @@ class StreamResponse(StreamingResponse):
             # Without the closing message the server drops the connection mid-body (an incomplete
             # chunked body), the only way HTTP/1.1 has to say "this answer is not whole".
             return
+        except asyncio.CancelledError:
+            if not ending(self._scope) or self._on_error is None:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()  # the upstream request ends here, not when the server closes
+            last = self._on_error(ProxyError(SHUTTING_DOWN, 503))
+            if not last:
+                return
+            await send({"type": "http.response.body", "body": last, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

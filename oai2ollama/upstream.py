@@ -6,6 +6,7 @@ This is the only module that imports httpx. A transport failure becomes an `Upst
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ import httpx
 
 from . import __version__, wire
 from .errors import UpstreamError, message_from_body
+from .masking import Secrets
 from .translate.dialects import kind_from_host
 from .transport import AiohttpTransport, describe_os_error
 
@@ -28,6 +30,8 @@ RELAYED_HEADERS = ("content-type", "retry-after", "x-request-id", "openai-proces
 RATE_LIMIT_PREFIXES = ("x-ratelimit-", "ratelimit-")
 # An error answer is a message for a person; a gateway that sends megabytes of it is not waited for.
 ERROR_BODY_LIMIT = 64 * 1024
+# Redirects are followed within the upstream's own origin only, and only this many in a row.
+MAX_REDIRECTS = 5
 
 
 @dataclass(frozen=True)
@@ -53,9 +57,10 @@ class Target:
         url = httpx.URL(self.base_url)
         return f"{self.host}:{url.port}" if url.port is not None else self.host
 
-    def redact(self, text: str) -> str:
-        """Some upstreams quote the key they rejected in their error message; it must not reach a client."""
-        return text.replace(self.api_key, "***") if self.api_key and self.api_key in text else text
+    @cached_property
+    def secrets(self) -> Secrets:
+        """What this upstream is sent that none of its words may carry back (see `masking`)."""
+        return Secrets.of_upstream(self.api_key, self.headers)
 
     @cached_property
     def host_kind(self) -> str | None:
@@ -94,11 +99,39 @@ def error_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return kept
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """When a request must be over (the event loop's clock), and the timeout it came from."""
+
+    at: float
+    seconds: float
+
+
+async def _until(deadline: float, reads: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`reads` while the deadline has not passed; after, TimeoutError."""
+    while True:
+        async with asyncio.timeout_at(deadline):
+            try:
+                chunk = await anext(reads)
+            except StopAsyncIteration:
+                return
+        yield chunk
+
+
 class Response:
     """An upstream answer whose body has not been read yet."""
 
-    def __init__(self, target: Target, response: httpx.Response, read_timeout: float | None = None):
+    def __init__(
+        self,
+        target: Target,
+        response: httpx.Response,
+        read_timeout: float | None = None,
+        secrets: Secrets | None = None,
+        deadline: Deadline | None = None,
+    ):
         self.target = target
+        self._deadline = deadline
+        self.secrets = target.secrets if secrets is None else secrets
         self._response = response
         self._read_timeout = read_timeout
         self.status = response.status_code
@@ -113,9 +146,14 @@ class Response:
         """The whole body, or its first `limit` bytes (the rest is not waited for)."""
         if limit is None:
             try:
-                return await self._response.aread()
+                if self._deadline is None:
+                    return self.secrets.mask_bytes(await self._response.aread())
+                async with asyncio.timeout_at(self._deadline.at):
+                    return self.secrets.mask_bytes(await self._response.aread())
+            except TimeoutError:
+                raise self._deadline_passed() from None
             except httpx.HTTPError as exc:
-                raise _mid_stream_error(self.target, exc, self._read_timeout) from None
+                raise self._broken_off(exc) from None
             finally:
                 await self._response.aclose()
         parts: list[bytes] = []
@@ -132,14 +170,37 @@ class Response:
         return b"".join(parts)[:limit]
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives; the connection is released however the iteration ends."""
+        """The body as it arrives, secrets masked; the connection is released however the iteration ends."""
+        mask = self.secrets.stream() if self.secrets else None
+        reads = self._response.aiter_bytes()
+        if self._deadline is not None:
+            reads = _until(self._deadline.at, reads)
         try:
-            async for chunk in self._response.aiter_bytes():
+            async for chunk in reads:
+                if mask is not None:
+                    chunk = mask.feed(chunk)
+                    if not chunk:
+                        continue
                 yield chunk
+            if mask is not None and (rest := mask.close()):
+                yield rest
+        except TimeoutError:
+            raise self._deadline_passed() from None
         except httpx.HTTPError as exc:
-            raise _mid_stream_error(self.target, exc, self._read_timeout) from None
+            raise self._broken_off(exc) from None
         finally:
+            if self._deadline is not None:
+                await reads.aclose()  # type: ignore[attr-defined]
             await self._response.aclose()
+
+    def _deadline_passed(self) -> UpstreamError:
+        assert self._deadline is not None
+        return _deadline_error(self.target, self._deadline.seconds)
+
+    def _broken_off(self, exc: httpx.HTTPError) -> UpstreamError:
+        error = _mid_stream_error(self.target, exc, self._read_timeout)
+        error.message = self.secrets.mask(error.message)
+        return error
 
     async def aclose(self) -> None:
         await self._response.aclose()
@@ -160,7 +221,8 @@ class Response:
         except UpstreamError:
             body = b""  # the status says what went wrong; a body that broke off adds nothing
         message = message_from_body(self.status, body, self._response.reason_phrase)
-        raise UpstreamError(self.target.redact(message), status=self.status, headers=error_headers(self.headers))
+        # The body was masked as it was read; a key the upstream wrote JSON-escaped is unescaped only now.
+        raise UpstreamError(self.secrets.mask(message), status=self.status, headers=error_headers(self.headers))
 
 
 class _NoCookies(httpx.Cookies):
@@ -192,10 +254,13 @@ class Upstreams:
         read_timeout: float = 600.0,
         http2: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 2000,
     ):
         self._read_timeout = read_timeout
         # Hundreds of concurrent streams must not queue behind httpx's default of 100.
-        limits = httpx.Limits(max_connections=2000, max_keepalive_connections=500, keepalive_expiry=60)
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=min(500, max_connections), keepalive_expiry=60
+        )
         if transport is None and not http2:
             # httpx's own transport is several times slower under concurrency (see transport.py);
             # only HTTP/2, which aiohttp cannot speak, needs it.
@@ -204,13 +269,15 @@ class Upstreams:
         # bookkeeping, timing wrappers) cost ~25% of a request that needs none of it.
         self._direct = transport if isinstance(transport, AiohttpTransport) else None
         self._urls: dict[tuple[str, str], httpx.URL] = {}
-        timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=read_timeout, pool=read_timeout)
+        # Waiting for a pooled connection, DNS and connecting are one phase, bounded by the connect
+        # timeout (our transport's `connect` covers the three); only a silent upstream gets `read`.
+        timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout)
         self._extensions = {"timeout": timeout.as_dict()}
         self._client = _CookielessClient(
             timeout=timeout,
             limits=limits,
             http2=http2,
-            follow_redirects=True,
+            follow_redirects=False,  # see `_exchange`
             transport=transport,
             headers={"user-agent": USER_AGENT},
         )
@@ -226,12 +293,16 @@ class Upstreams:
         *,
         body: Any = None,
         client_headers: Mapping[str, str] | None = None,
+        request_timeout: float | None = None,
     ) -> Response:
-        """Send a request and return as soon as the status line and headers have arrived."""
+        """Send a request and return as soon as the status line and headers have arrived.
+
+        `request_timeout` (seconds) bounds the whole exchange, the reading of the answer included."""
         # Lower-cased so that a configured header cannot sit beside the same one set below.
         headers = {name.lower(): value for name, value in target.headers.items()}
         headers["accept"] = "application/json, text/event-stream"
         headers["user-agent"] = USER_AGENT
+        secrets = target.secrets
         if target.api_key:
             auth = target.auth_header
             headers[auth] = target.api_key if auth == "api-key" else f"Bearer {target.api_key}"
@@ -243,6 +314,7 @@ class Upstreams:
             # Copilot sends `Bearer ` with nothing after it when no key is set; that is no credential.
             if auth and auth.lower() != "bearer":
                 headers["authorization"] = auth
+                secrets = secrets.including(auth.split(None, 1)[-1])
         content = None
         if body is not None:
             content = body if isinstance(body, bytes) else wire.dumps(body)
@@ -254,29 +326,83 @@ class Upstreams:
         # Built directly rather than by `client.build_request`, whose merging of client-wide
         # headers, cookies and parameters (none of which this client has) cost ~15% of a request.
         request = httpx.Request(method, url, content=content, headers=headers, extensions=self._extensions)
+        deadline = None
+        if request_timeout is not None:
+            deadline = Deadline(asyncio.get_running_loop().time() + request_timeout, request_timeout)
         try:
-            response = await self._exchange(request)
+            if deadline is None:
+                response = await self._exchange(target, request)
+            else:
+                async with asyncio.timeout_at(deadline.at):
+                    response = await self._exchange(target, request)
+        except TimeoutError:
+            raise _deadline_error(target, request_timeout or 0) from None
         except httpx.TimeoutException as exc:
             raise _timeout_error(target, exc, self._read_timeout) from None
         except (httpx.ConnectError, httpx.UnsupportedProtocol) as exc:
-            raise UpstreamError(f"cannot reach upstream {target.address}: {_cause(exc)}", status=502) from None
+            cause = secrets.mask(_cause(exc))
+            raise UpstreamError(f"cannot reach upstream {target.address}: {cause}", status=502) from None
         except httpx.HTTPError as exc:
-            raise UpstreamError(f"upstream {target.address} failed to answer: {_cause(exc)}", status=502) from None
-        return Response(target, response, self._read_timeout)
+            # A parser's complaint quotes the upstream's bytes, which may echo what it was sent.
+            cause = secrets.mask(_cause(exc))
+            raise UpstreamError(f"upstream {target.address} failed to answer: {cause}", status=502) from None
+        return Response(target, response, self._read_timeout, secrets, deadline)
 
-    async def _exchange(self, request: httpx.Request) -> httpx.Response:
-        if self._direct is not None:
-            response = await self._direct.handle_async_request(request)
-            if not response.is_redirect:
+    async def _exchange(self, target: Target, request: httpx.Request) -> httpx.Response:
+        """Send `request`, following redirects by hand, once per hop and never to another origin.
+
+        httpx's client, when it follows a redirect to another host, drops only `Authorization`:
+        a configured header (Azure's `api-key`) and, on a 307 or 308, the whole conversation would
+        go to whoever the upstream points at.
+        """
+        for _ in range(MAX_REDIRECTS + 1):
+            if self._direct is not None:
+                response = await self._direct.handle_async_request(request)
                 response.request = request
+            else:
+                response = await self._client.send(request, stream=True)
+            if not response.is_redirect:
                 return response
-            await response.aclose()  # a redirect is rare: the client follows it, as configured
-        return await self._client.send(request, stream=True)
+            await response.aclose()
+            request = _redirected(target, request, response)
+        raise UpstreamError(f"upstream {target.address} redirected more than {MAX_REDIRECTS} times", status=502)
 
     async def get_json(self, target: Target, path: str) -> Any:
         response = await self.send(target, "GET", path)
         await response.raise_for_error()
         return await response.json()
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
+
+
+def _redirected(target: Target, request: httpx.Request, response: httpx.Response) -> httpx.Request:
+    """The request a redirect within the same origin (scheme, host and port) asks for."""
+    try:
+        url = request.url.join(response.headers["location"])
+    except httpx.InvalidURL:
+        raise UpstreamError(f"upstream {target.address} redirected to an invalid address", status=502) from None
+    if _origin(url) != _origin(request.url):
+        # Only the origin is named: a path or query may carry a signed token.
+        scheme, host, port = _origin(url)
+        raise UpstreamError(
+            f"upstream {target.address} redirected to another origin ({scheme}://{host}:{port}); "
+            "oai2ollama does not follow it, so that the key, headers and conversation go nowhere else "
+            "(point the base URL at the new address if the upstream has moved)",
+            status=502,
+        )
+    method, content = request.method, request.content
+    headers = request.headers.copy()
+    # As browsers (and httpx) do: a 303 asks for a GET, and so do 301 and 302 after a POST.
+    if (response.status_code == 303 and method != "HEAD") or (response.status_code in (301, 302) and method == "POST"):
+        method, content = "GET", b""
+        for name in ("content-type", "content-length", "transfer-encoding"):
+            headers.pop(name, None)
+    return httpx.Request(method, url, headers=headers, content=content or None, extensions=request.extensions)
 
 
 def _cause(exc: BaseException) -> str:
@@ -308,6 +434,10 @@ def _timeout_error(target: Target, exc: httpx.TimeoutException, read_timeout: fl
             f"upstream {target.address} stopped reading the request for {read_timeout:g} s", status=504
         )
     return UpstreamError(f"upstream {target.address} did not answer within {read_timeout:g} s", status=504)
+
+
+def _deadline_error(target: Target, seconds: float) -> UpstreamError:
+    return UpstreamError(f"the request timeout of {seconds:g} s passed before upstream {target.address} finished", 504)
 
 
 def _mid_stream_error(target: Target, exc: httpx.HTTPError, read_timeout: float | None) -> UpstreamError:

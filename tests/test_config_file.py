@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,23 @@ def test_keys_from_the_environment_never_reach_the_message(tmp_path: Path) -> No
     with pytest.raises(ConfigError) as caught:
         load(write(tmp_path, text), {"K": "sk-very-secret"})
     assert "sk-very-secret" not in str(caught.value)
+
+
+def test_a_models_request_timeout_in_seconds_or_milliseconds(tmp_path: Path) -> None:
+    text = "[models.a]\noptions = { request_timeout = 90 }\n[models.b]\noptions = { timeout_ms = 1500 }\n"
+    config = load(write(tmp_path, text), {})
+    assert [rule.options for rule in config.models] == [{"request_timeout": 90}, {"request_timeout": 1.5}]
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ("{ timeout_ms = 0 }", "options.timeout_ms: must be a positive number"),
+        ("{ request_timeout = -1 }", "options.request_timeout: must be a positive number"),
+        ("{ timeout_ms = 1.5 }", "options.timeout_ms: must be an integer"),
+        ("{ timeout_ms = 100, request_timeout = 1 }", "give request_timeout (seconds) or timeout_ms, not both"),
+    ],
+)
+def test_a_bad_request_timeout_is_refused(tmp_path: Path, options: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        load(write(tmp_path, f"[models.a]\noptions = {options}\n"), {})

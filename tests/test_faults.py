@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
 import struct
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -99,6 +102,8 @@ class Exchange:
     ):
         self.reader, self.writer = reader, writer
         self.request = json.loads(body) if body else {}
+        self.method, self.path = "POST", "/"
+        self.headers: dict[str, str] = {}  # names lower-cased
         self.note_hang_up = on_hang_up
         self.framing = "length"
         self.finished = False  # the answer ended cleanly and the connection may serve another
@@ -223,6 +228,7 @@ class RawUpstream:
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 method, path, _ = request_line.split(" ", 2)
                 exchange = Exchange(reader, writer, body, self._hang_up)
+                exchange.method, exchange.path, exchange.headers = method, path, headers
                 if (method, path) == ("GET", "/v1/models"):
                     listing = {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "raw"}]}
                     await exchange.whole(200, "application/json", json.dumps(listing).encode())
@@ -243,7 +249,17 @@ class RawUpstream:
         self.hung_up.set()
 
 
-_REASONS = {200: "OK", 429: "Too Many Requests", 502: "Bad Gateway", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    301: "Moved Permanently",
+    302: "Found",
+    303: "See Other",
+    307: "Temporary Redirect",
+    308: "Permanent Redirect",
+    429: "Too Many Requests",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
 
 
 # ---------------------------------------------------------------- the proxy and the routes
@@ -1026,3 +1042,245 @@ async def test_a_server_shutting_down_still_cancels_a_request() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+# ---------------------------------------------------------------- redirects and secrets
+
+
+async def test_a_redirect_to_another_origin_is_a_502_on_every_route() -> None:
+    """The second server is another origin (another port): it must receive nothing at all."""
+    async with RawUpstream(text_answer) as other:
+
+        async def moved(exchange: Exchange) -> None:
+            await exchange.whole(307, "text/plain", b"", location=other.url + "/chat/completions")
+
+        async with RawUpstream(moved) as upstream, proxy(upstream.url) as url:
+            address = upstream.url.removeprefix("http://").removesuffix("/v1")
+
+            def check(outcome: Outcome) -> None:
+                message = error_message(outcome, 502)
+                assert f"upstream {address} redirected to another origin" in message, message
+                assert KEY not in message
+
+            await each_route(url, ROUTES, check)
+            assert upstream.requests == len(ROUTES), "each request is sent once"
+    assert other.requests == 0
+
+
+def error_quoting(secret: str) -> Answer:
+    """A stream that begins, then ends with an error event quoting `secret`, split between two writes."""
+
+    async def answer(exchange: Exchange) -> None:
+        await exchange.head()
+        for data in answer_frames()[:3]:
+            await exchange.send(data)
+        quoted = secret or exchange.headers.get("authorization", "").removeprefix("Bearer ")
+        event = frame({"error": {"message": f"Incorrect API key provided: {quoted}.", "code": "invalid_api_key"}})
+        cut = event.index(quoted.encode()) + len(quoted) // 2
+        await exchange.send(event[:cut])
+        await asyncio.sleep(0.05)  # two reads on the proxy's side, most likely
+        await exchange.send(event[cut:])
+        await exchange.end()
+
+    return answer
+
+
+STREAMED = [route for route in ROUTES if route.stream]
+
+
+async def test_a_key_quoted_mid_stream_is_masked_on_every_route(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    def check(outcome: Outcome) -> None:
+        assert KEY.encode() not in outcome.body, outcome.body
+        if outcome.route.stream:
+            assert stream_error(outcome).startswith("Incorrect API key provided: ***")
+
+    caplog.set_level("DEBUG")
+    async with stack.answering(error_quoting(KEY)) as url:
+        await each_route(url, ROUTES, check)
+    assert all(KEY not in record.getMessage() for record in caplog.records)
+    assert any("Incorrect API key provided: ***" in record.getMessage() for record in caplog.records)
+
+
+async def test_a_forwarded_client_key_quoted_mid_stream_is_masked(caplog: pytest.LogCaptureFixture) -> None:
+    """With no key of its own the proxy forwards the client's; the upstream's words must not show it either."""
+    client_key = "client-own-key-0123456789"
+    caplog.set_level("DEBUG")
+    async with RawUpstream(error_quoting("")) as upstream, proxy(upstream.url, api_key=None) as url:
+        headers = {"authorization": f"Bearer {client_key}"}
+        async with httpx.AsyncClient(base_url=url, timeout=CLIENT_TIMEOUT, headers=headers) as client:
+            for route in STREAMED:
+                response = await client.post(route.path, json=route.body())
+                assert response.status_code == 200
+                assert client_key.encode() not in response.content and b"***" in response.content, route
+    assert all(client_key not in record.getMessage() for record in caplog.records)
+
+
+# ---------------------------------------------------------------- the total request deadline
+
+
+async def dribble_forever(exchange: Exchange) -> None:
+    """Streams get words forever, never silent for long; other requests get nothing at all."""
+    if not exchange.streamed:
+        await exchange.hold(PATIENT)
+        return
+    await exchange.head()
+    for data in answer_frames()[:2]:
+        await exchange.send(data)
+    while True:
+        await exchange.send(frame(delta_chunk({"content": " more"})))
+        await asyncio.sleep(0.05)
+
+
+def ends_by_the_deadline(seconds: float) -> Callable[[Outcome], None]:
+    def check(outcome: Outcome) -> None:
+        words = f"the request timeout of {seconds:g} s passed before upstream 127.0.0.1:"
+        if outcome.route.stream:
+            assert stream_error(outcome).startswith(words)
+        else:
+            assert error_message(outcome, 504).startswith(words)
+
+    return check
+
+
+async def test_a_request_timeout_is_a_504_before_the_answer_and_an_error_line_after() -> None:
+    async with (
+        RawUpstream(dribble_forever) as upstream,
+        proxy(upstream.url, read_timeout=PATIENT, request_timeout=0.5) as url,
+    ):
+        await each_route(url, ROUTES, ends_by_the_deadline(0.5))
+
+
+async def test_a_models_timeout_ms_sets_its_deadline_and_is_not_sent(tmp_path: Any) -> None:
+    config = tmp_path / "oai2ollama.toml"
+    config.write_text(f'[models."{MODEL}"]\noptions = {{ timeout_ms = 400, temperature = 0.5 }}\n')
+    bodies: list[dict[str, Any]] = []
+
+    async def answer(exchange: Exchange) -> None:
+        bodies.append(exchange.request)
+        await dribble_forever(exchange)
+
+    async with RawUpstream(answer) as upstream, proxy(upstream.url, read_timeout=PATIENT, config=config) as url:
+        await each_route(url, ROUTES, ends_by_the_deadline(0.4))
+    assert len(bodies) == len(ROUTES) and all(body["temperature"] == 0.5 for body in bodies)
+    assert not any("timeout" in json.dumps(body) for body in bodies), bodies
+
+
+# ---------------------------------------------------------------- the server shutting down
+
+
+@asynccontextmanager
+async def server_process(base_url: str, tmp_path: Any, *flags: str) -> AsyncIterator[tuple[Any, str]]:
+    """`python -m oai2ollama` on a free loopback port, started from an empty directory and environment."""
+    port = closed_port()
+    env = {name: value for name, value in os.environ.items() if name in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    command = ["-m", "oai2ollama", "--base-url", base_url, "--api-key", KEY, "--host", "127.0.0.1"]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *command,
+        "--port",
+        str(port),
+        *flags,
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=CLIENT_TIMEOUT) as client:
+            for _ in range(300):
+                try:
+                    if (await client.get("/api/version")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+        yield process, url
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def stopped(process: Any) -> str:
+    """SIGTERM, and what the process wrote to stderr until it exited."""
+    process.send_signal(signal.SIGTERM)
+    assert process.stderr is not None
+    async with asyncio.timeout(CLIENT_TIMEOUT * 2):
+        stderr = await process.stderr.read()
+        await process.wait()
+    return stderr.decode()
+
+
+async def streams_through_a_stop(url: str, process: Any, on_stop: Callable[[], None]) -> tuple[list[Outcome], str]:
+    """Open a stream on each route, stop the server once each has begun, and read them to their end."""
+    begun = [asyncio.Event() for _ in STREAMED]
+
+    async def read(route: Route, begun: asyncio.Event) -> Outcome:
+        async with httpx.AsyncClient(base_url=url, timeout=CLIENT_TIMEOUT) as client:
+            async with client.stream("POST", route.path, json=route.body()) as response:
+                received, broken = b"", None
+                try:
+                    async for part in response.aiter_bytes():
+                        received += part
+                        begun.set()
+                except httpx.HTTPError as exc:
+                    broken = f"{type(exc).__name__}: {exc}"
+        return Outcome(route, response.status_code, response.headers, received, broken, 0.0)
+
+    readers = [asyncio.create_task(read(route, event)) for route, event in zip(STREAMED, begun, strict=True)]
+    async with asyncio.timeout(CLIENT_TIMEOUT):
+        for event in begun:
+            await event.wait()
+    stop = asyncio.create_task(stopped(process))
+    await asyncio.sleep(0.2)  # the server has stopped accepting and is waiting for the open streams
+    on_stop()
+    outcomes = await asyncio.gather(*readers)
+    return outcomes, await stop
+
+
+def quiet_exit(process: Any, stderr: str) -> None:
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr and "Exception in ASGI application" not in stderr, stderr
+    assert "Cancel" not in stderr, stderr  # uvicorn's backstop, which cancels what is left, was not needed
+
+
+async def test_streams_open_past_the_grace_end_with_a_shutting_down_line(tmp_path: Any) -> None:
+    async def endless(exchange: Exchange) -> None:
+        await exchange.head()
+        for data in answer_frames()[:3]:
+            await exchange.send(data)
+        await exchange.hold(PATIENT)
+
+    async with (
+        RawUpstream(endless) as upstream,
+        server_process(upstream.url, tmp_path, "--shutdown-grace", "0.5") as (process, url),
+    ):
+        outcomes, stderr = await streams_through_a_stop(url, process, lambda: None)
+        assert upstream.hung_up.is_set(), "the upstream requests were closed"
+    for outcome in outcomes:
+        assert stream_error(outcome) == "the server is shutting down", outcome.route
+    quiet_exit(process, stderr)
+    assert stderr.count("ending 3 open answer(s)") == 1, stderr
+
+
+async def test_streams_that_finish_within_the_grace_are_whole(tmp_path: Any) -> None:
+    release = asyncio.Event()
+
+    async def slow(exchange: Exchange) -> None:
+        frames = answer_frames()
+        await exchange.head()
+        for data in frames[:3]:
+            await exchange.send(data)
+        await release.wait()
+        for data in frames[3:]:
+            await exchange.send(data)
+        await exchange.end()
+
+    async with (
+        RawUpstream(slow) as upstream,
+        server_process(upstream.url, tmp_path, "--shutdown-grace", "20") as (process, url),
+    ):
+        outcomes, stderr = await streams_through_a_stop(url, process, release.set)
+    for outcome in outcomes:
+        assert answer_text(outcome) == TEXT, outcome.route
+    quiet_exit(process, stderr)

@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from oai2ollama import cli
 from oai2ollama.app import create_app
@@ -330,10 +329,10 @@ async def test_allowed_hosts_keep_the_host_check_on_in_a_container(
 
 @pytest.fixture
 def started(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[dict[str, Any]]:
-    """cli.main runs up to uvicorn.run, which only records what it was asked."""
+    """cli.main runs up to cli.serve (uvicorn's start), which only records what it was asked."""
     isolate_settings(monkeypatch, tmp_path)
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(cli, "serve", lambda app, **kwargs: calls.append(kwargs))
     return calls
 
 

@@ -102,20 +102,6 @@ def test_defaults_fill_only_what_metadata_is_silent_about(style: str, model: str
 
 
 @pytest.mark.parametrize(
-    ("entry", "expected"),
-    [
-        ({"id": "m", "context_window": 131072}, 131072),  # Groq
-        ({"id": "m", "top_provider": {"context_length": 65536}}, 65536),
-        ({"id": "m", "meta": {"n_ctx": 8192}}, 8192),
-        ({"id": "m", "meta": {"n_ctx": 2048, "n_ctx_train": 4096}}, 2048),  # llama.cpp: what a request may fill
-        ({"id": "m", "meta": {"n_ctx_train": 4096}}, 4096),  # older llama.cpp builds publish only this
-        ({"id": "m", "context_length": "32768"}, 32768),
-        ({"id": "m", "context_length": 0, "max_model_len": 4096}, 4096),
-        ({"id": "m", "context_length": True}, 999),
-        ({"id": "m", "context_length": None}, 999),
-    ],
-)
-@pytest.mark.parametrize(
     ("entry", "capabilities"),
     [
         # llama.cpp says `output_modalities: ["text"]` for embedding models too: the id decides.
@@ -132,6 +118,20 @@ def test_what_output_modalities_say(entry: dict[str, Any], capabilities: tuple[s
     assert describe(entry).capabilities == capabilities
 
 
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({"id": "m", "context_window": 131072}, 131072),  # Groq
+        ({"id": "m", "top_provider": {"context_length": 65536}}, 65536),
+        ({"id": "m", "meta": {"n_ctx": 8192}}, 8192),
+        ({"id": "m", "meta": {"n_ctx": 2048, "n_ctx_train": 4096}}, 2048),  # llama.cpp: what a request may fill
+        ({"id": "m", "meta": {"n_ctx_train": 4096}}, 4096),  # older llama.cpp builds publish only this
+        ({"id": "m", "context_length": "32768"}, 32768),
+        ({"id": "m", "context_length": 0, "max_model_len": 4096}, 4096),
+        ({"id": "m", "context_length": True}, 999),
+        ({"id": "m", "context_length": None}, 999),
+    ],
+)
 def test_context_length_fields(entry: dict[str, Any], expected: int) -> None:
     assert describe(entry, default_context_length=999).context_length == expected
 

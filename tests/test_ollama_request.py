@@ -130,6 +130,25 @@ def test_image_mime_is_sniffed_from_the_bytes(data: str, mime: str) -> None:
     assert image_url(data, "images[0]") == f"data:{mime};base64,{data}"
 
 
+def test_only_the_head_of_an_image_is_decoded_to_sniff_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large image must not be decoded whole on the event loop just to read its magic number."""
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(3 * 1024 * 1024)).decode()
+    decoded: list[int] = []
+    real = base64.b64decode
+
+    def recording(data: Any, *args: Any, **kwargs: Any) -> bytes:
+        decoded.append(len(data))
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(base64, "b64decode", recording)
+    assert image_url(png, "images[0]") == f"data:image/png;base64,{png}"
+    assert decoded and max(decoded) <= 64, decoded
+    # By behaviour: a tail that is not base64 at all leaves the sniff (and the 400 for a bad head) alone.
+    assert image_url(PNG + "%%%%" * 1000, "images[0]").startswith("data:image/png;base64,")
+    with pytest.raises(BadRequest, match="not valid base64"):
+        image_url("%%%%" + PNG, "images[0]")
+
+
 def test_image_without_padding_is_padded() -> None:
     assert image_url(PNG.rstrip("="), "images[0]") == f"data:image/png;base64,{PNG}"
 

@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 
 from oai2ollama.translate import ollama_request as to_openai
-from oai2ollama.translate.overrides import native_request, openai_request, option_problem, parameter_lines
+from oai2ollama.translate.overrides import (
+    native_request,
+    openai_request,
+    option_problem,
+    parameter_lines,
+    request_timeout,
+)
 
 OVERRIDES: dict[str, Any] = {"temperature": 0.2, "num_predict": 512, "stop": ["<END>"], "top_k": 20, "think": "low"}
 
@@ -203,3 +209,15 @@ def test_parameter_lines() -> None:
         ("stop", '"b"'),
         ("top_p", "1"),
     ]
+
+
+def test_a_request_timeout_is_oai2ollamas_own_and_never_sent_or_shown() -> None:
+    overrides = {"temperature": 0.2, "request_timeout": 30.0}
+    native = native_request({"model": "m", "messages": []}, overrides)
+    assert native["options"] == {"temperature": 0.2}
+    assert openai_request({"model": "m"}, overrides) == {"model": "m", "temperature": 0.2}
+    assert openai_request({"model": "m"}, overrides, path="/responses") == {"model": "m", "temperature": 0.2}
+    assert parameter_lines(8192, overrides) == [("num_ctx", "8192"), ("temperature", "0.2")]
+    assert request_timeout(overrides, 5.0) == 30.0
+    assert request_timeout({}, 5.0) == 5.0
+    assert request_timeout({}, None) is None

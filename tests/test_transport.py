@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import socket
 import ssl
 import time
@@ -17,7 +18,15 @@ from oai2ollama.errors import UpstreamError
 from oai2ollama.transport import describe_os_error
 from oai2ollama.upstream import ERROR_BODY_LIMIT, Target, Upstreams
 
-from .test_faults import Answer, Exchange, RawUpstream, answer_frames, closed_port, endless_error_page
+from .test_faults import (
+    Answer,
+    Exchange,
+    RawUpstream,
+    answer_frames,
+    closed_port,
+    endless_error_page,
+    error_quoting,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -257,6 +266,112 @@ async def test_an_upstream_that_never_reads_a_huge_request_is_504(upstreams: Ups
     assert caught.value.message == f"upstream 127.0.0.1:{port} stopped reading the request for {READ_TIMEOUT} s"
 
 
+# ---- redirects: within the upstream's own origin only, each request sent once per hop
+
+
+API_KEY_HEADER = "azure-style-secret-header-value"
+CONVERSATION = {"messages": [{"role": "user", "content": "a private conversation"}], "stream": False}
+
+
+def redirect_target(url: str) -> Target:
+    return Target(url, "sk-redirect-secret-0123", headers={"api-key": API_KEY_HEADER})
+
+
+def recording(seen: list[Exchange], then: Answer) -> Answer:
+    async def answer(exchange: Exchange) -> None:
+        seen.append(exchange)
+        await then(exchange)
+
+    return answer
+
+
+async def ok(exchange: Exchange) -> None:
+    await exchange.whole(200, "application/json", json.dumps({"got": exchange.request}).encode())
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_a_redirect_to_another_origin_is_refused_and_carries_nothing_there(
+    upstreams: Upstreams, status: int
+) -> None:
+    """Two servers on two ports are two origins: what the upstream was given must stay with it."""
+    there: list[Exchange] = []
+    here: list[Exchange] = []
+    async with RawUpstream(recording(there, ok)) as other:
+        elsewhere = other.url + "/chat/completions?token=signed-secret"
+
+        async def moved(exchange: Exchange) -> None:
+            await exchange.whole(status, "text/plain", b"moved", location=elsewhere)
+
+        async with RawUpstream(recording(here, moved)) as upstream:
+            with pytest.raises(UpstreamError) as caught:
+                await upstreams.send(redirect_target(upstream.url), "POST", "/chat/completions", body=CONVERSATION)
+    port = upstream.url.split(":")[2].split("/")[0]
+    other_port = other.url.split(":")[2].split("/")[0]
+    assert there == [], [(e.method, e.path, e.headers) for e in there]
+    assert len(here) == 1, "the request must be sent once"
+    assert caught.value.status == 502
+    message = caught.value.message
+    assert message.startswith(f"upstream 127.0.0.1:{port} redirected to another origin (http://127.0.0.1:{other_port})")
+    for secret in ("sk-redirect-secret", API_KEY_HEADER, "signed-secret"):
+        assert secret not in message
+
+
+async def test_a_redirect_within_the_origin_is_followed_once_per_hop(upstreams: Upstreams) -> None:
+    seen: list[Exchange] = []
+
+    async def answer(exchange: Exchange) -> None:
+        if exchange.path == "/v1/old":
+            await exchange.whole(307, "text/plain", b"", location="/v1/new")
+        else:
+            await ok(exchange)
+
+    async with RawUpstream(recording(seen, answer)) as upstream:
+        response = await upstreams.send(redirect_target(upstream.url), "POST", "/old", body=CONVERSATION)
+        assert await response.json() == {"got": CONVERSATION}
+    assert [(e.method, e.path) for e in seen] == [("POST", "/v1/old"), ("POST", "/v1/new")]
+    assert all(e.headers["api-key"] == API_KEY_HEADER for e in seen)
+    assert all(e.request == CONVERSATION for e in seen)
+
+
+async def test_a_303_within_the_origin_becomes_a_get_without_the_body(upstreams: Upstreams) -> None:
+    seen: list[Exchange] = []
+
+    async def answer(exchange: Exchange) -> None:
+        if exchange.path == "/v1/old":
+            await exchange.whole(303, "text/plain", b"", location="/v1/new")
+        else:
+            await ok(exchange)
+
+    async with RawUpstream(recording(seen, answer)) as upstream:
+        response = await upstreams.send(redirect_target(upstream.url), "POST", "/old", body=CONVERSATION)
+        await response.read()
+    assert [(e.method, e.path, e.request) for e in seen] == [("POST", "/v1/old", CONVERSATION), ("GET", "/v1/new", {})]
+    assert "content-type" not in seen[1].headers
+
+
+async def test_endless_redirects_end_after_a_few_hops(upstreams: Upstreams) -> None:
+    seen: list[Exchange] = []
+
+    async def loop(exchange: Exchange) -> None:
+        await exchange.whole(307, "text/plain", b"", location=exchange.path)
+
+    async with RawUpstream(recording(seen, loop)) as upstream:
+        with pytest.raises(UpstreamError) as caught:
+            await upstreams.send(redirect_target(upstream.url), "POST", "/chat/completions", body=CONVERSATION)
+    assert caught.value.status == 502
+    assert "redirected more than 5 times" in caught.value.message
+    assert len(seen) == 6
+
+
+async def test_a_configured_header_quoted_mid_stream_is_masked(upstreams: Upstreams) -> None:
+    async with RawUpstream(error_quoting(API_KEY_HEADER)) as upstream:
+        target = redirect_target(upstream.url)
+        response = await upstreams.send(target, "POST", "/chat/completions", body={"stream": True})
+        body = b"".join([chunk async for chunk in response.chunks()])
+    assert API_KEY_HEADER.encode() not in body
+    assert b"Incorrect API key provided: ***." in body
+
+
 @pytest.mark.parametrize(
     ("environment", "expected"),
     [
@@ -281,3 +396,68 @@ def test_only_a_named_proxy_turns_on_aiohttps_per_request_proxy_lookup(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert transport._proxy_configured() is expected
+
+
+# ---- each phase bounded by its own timeout
+
+
+async def hold_open(exchange: Exchange) -> None:
+    await exchange.head()
+    await exchange.send(answer_frames()[0])
+    await exchange.hold(60)
+
+
+@pytest.mark.parametrize("http2", [False, True], ids=["aiohttp", "httpx-http2"])
+async def test_waiting_for_a_pooled_connection_is_bounded_by_the_connect_timeout(http2: bool) -> None:
+    """With the pool full, the next request fails after the connect timeout, not the read timeout."""
+    upstreams = Upstreams(connect_timeout=0.3, read_timeout=60, http2=http2, max_connections=1)
+    try:
+        async with RawUpstream(hold_open) as upstream:
+            target = Target(upstream.url)
+            first = await upstreams.send(target, "POST", "/chat/completions", body={"stream": True})
+            try:
+                with pytest.raises(UpstreamError) as caught:
+                    async with asyncio.timeout(10):  # only keeps a hang from hanging the suite
+                        await upstreams.send(target, "POST", "/chat/completions", body={"stream": True})
+            finally:
+                await first.aclose()
+    finally:
+        await upstreams.aclose()
+    assert caught.value.status == 504, caught.value.message
+
+
+async def test_dns_resolution_is_bounded_by_the_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aiohttp.connector
+
+    async def never(*args: object, **kwargs: object) -> list[dict[str, object]]:
+        await asyncio.Event().wait()
+        return []
+
+    monkeypatch.setattr(aiohttp.connector.DefaultResolver, "resolve", never)
+    upstreams = Upstreams(connect_timeout=0.3, read_timeout=60)
+    try:
+        with pytest.raises(UpstreamError) as caught:
+            async with asyncio.timeout(10):
+                await upstreams.send(Target("http://slow-dns.invalid/v1"), "GET", "/models")
+    finally:
+        await upstreams.aclose()
+    assert caught.value.status == 504, caught.value.message
+    assert caught.value.message == "upstream slow-dns.invalid did not accept a connection in time"
+
+
+async def test_a_request_timeout_bounds_the_whole_answer(upstreams: Upstreams) -> None:
+    async def endless(exchange: Exchange) -> None:
+        await exchange.head()
+        while True:  # never silent for long: only a total deadline ends it
+            await exchange.send(answer_frames()[1])
+            await asyncio.sleep(READ_TIMEOUT / 5)
+
+    async with RawUpstream(endless) as upstream:
+        target = Target(upstream.url)
+        response = await upstreams.send(target, "POST", "/x", body={"stream": True}, request_timeout=0.5)
+        with pytest.raises(UpstreamError) as caught:
+            async with asyncio.timeout(10):
+                async for _ in response.chunks():
+                    pass
+    assert caught.value.status == 504
+    assert caught.value.message.startswith("the request timeout of 0.5 s passed before upstream 127.0.0.1:")

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from ..catalog import Catalog
 from ..translate.dialects import adapt
 from ..translate.models import ModelCard
+from ..translate.overrides import request_timeout
 from ..upstream import Response as UpstreamResponse
 from ..upstream import Upstreams
 
@@ -45,7 +46,10 @@ async def send_upstream(
     target = catalog.target(card)
     if path == "/chat/completions":  # the legacy /completions knows only `max_tokens`
         body = adapt(body, catalog.dialect(target), translated=translated)
-    response = await upstreams.send(target, "POST", path, body=body, client_headers=request.headers)
+    timeout = request_timeout(card.options, request.app.state.settings.request_timeout)
+    response = await upstreams.send(
+        target, "POST", path, body=body, client_headers=request.headers, request_timeout=timeout
+    )
     if response.ok:
         request.app.state.in_use.touch(card)
     return response

@@ -48,7 +48,7 @@ async def messages(request: Request) -> Response:
     if req.get("stream") is not True:
         return json_response(await collect_message(events))
     first: AsyncIterator[dict[str, Any]] = await started(events)
-    return StreamResponse(encode_stream(first, _frame, _error_frame), media_type=SSE)
+    return StreamResponse(encode_stream(first, _frame, _error_frame), media_type=SSE, on_error=_error_frame)
 
 
 @routes("/v1/messages/count_tokens", "POST")

@@ -73,7 +73,7 @@ async def _answer(request: Request, kind: Kind) -> Response:
         return json_response(await collect_batches(batches, kind=kind, model=model, started_ns=started_ns))
     lines = ollama_lines(batches, kind=kind, model=model, started_ns=started_ns)
     first: AsyncIterator[bytes] = await started(lines)
-    return StreamResponse(encode_stream(first, bytes, _error_line), media_type=NDJSON)
+    return StreamResponse(encode_stream(first, bytes, _error_line), media_type=NDJSON, on_error=_error_line)
 
 
 def _answer_as(kind: Kind) -> Endpoint:

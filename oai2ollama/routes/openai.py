@@ -77,13 +77,14 @@ async def relay_answer(response: UpstreamResponse, *, streamed: bool) -> Respons
         encode_stream(response.chunks(), _same, on_error),
         status_code=response.status,
         headers=relayed_headers(response.headers),
+        on_error=on_error,
     )
 
 
 async def relay_error(response: UpstreamResponse, body: bytes | None = None) -> Response:
     """An upstream error reaches the client as sent (it is small, so it is read whole), except that
-    a quoted API key is masked and a gateway's HTML page becomes an OpenAI error object. `body` is
-    the error body when the caller has read it already."""
+    secrets are masked (as they were read) and a gateway's HTML page becomes an OpenAI error object.
+    `body` is the error body when the caller has read it already."""
     if body is None:
         body = await response.read(ERROR_BODY_LIMIT)
     headers = relayed_headers(response.headers)
@@ -91,9 +92,6 @@ async def relay_error(response: UpstreamResponse, body: bytes | None = None) -> 
         message = message_from_body(response.status, body)
         headers.pop("content-type", None)
         return json_response(openai_body(response.status, message), status=response.status, headers=headers)
-    key = response.target.api_key
-    if key and key.encode() in body:
-        body = body.replace(key.encode(), b"***")
     return Response(body, status_code=response.status, headers=headers)
 
 

@@ -128,7 +128,7 @@ async def _translate(request: Request, model: str, body: dict[str, Any], card: M
         return b"".join(_frame(event) for event in encoder.fail(exc.status, exc.message))
 
     first: AsyncIterator[dict[str, Any]] = await started(events)
-    return StreamResponse(encode_stream(first, _frame, failed), media_type=SSE)
+    return StreamResponse(encode_stream(first, _frame, failed), media_type=SSE, on_error=failed)
 
 
 async def _kept(

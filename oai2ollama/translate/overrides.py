@@ -28,7 +28,13 @@ OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "num_predict": (int,),
     "stop": (list,),
     "think": (bool, str),
+    # Not sent upstream: the model's total deadline per request, in seconds (or, as the seed
+    # gateway's configs write it, `timeout_ms`; the config file turns it into `request_timeout`).
+    "request_timeout": (int, float),
+    "timeout_ms": (int,),
 }
+# Options that configure oai2ollama itself rather than the model: never sent, never shown.
+OWN_OPTIONS = frozenset({"think", "request_timeout", "timeout_ms"})
 
 _MAX_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
 
@@ -50,7 +56,15 @@ def option_problem(name: str, value: Any) -> str | None:
         return "must be a list of strings"
     if name == "think" and isinstance(value, str) and value not in THINK_LEVELS:
         return f"must be true, false or one of {', '.join(THINK_LEVELS)}"
+    if name in ("request_timeout", "timeout_ms") and value <= 0:
+        return "must be a positive number"
     return None
+
+
+def request_timeout(overrides: Mapping[str, Any], default: float | None) -> float | None:
+    """The total deadline, in seconds, of a request for a model with these overrides."""
+    seconds = overrides.get("request_timeout")
+    return float(seconds) if seconds is not None else default
 
 
 def _kind_names(kinds: tuple[type, ...]) -> str:
@@ -68,7 +82,7 @@ def native_request(req: dict[str, Any], overrides: Mapping[str, Any]) -> dict[st
     if not overrides:
         return req
     out = dict(req)
-    options = {name: value for name, value in overrides.items() if name != "think"}
+    options = {name: value for name, value in overrides.items() if name not in OWN_OPTIONS}
     given = req.get("options")
     if options and (given is None or isinstance(given, dict)):
         given = given or {}
@@ -148,11 +162,11 @@ def parameter_lines(context_length: int, overrides: Mapping[str, Any]) -> list[t
     """The effective parameters as Ollama shows them: `(key, value)` pairs, one per list item.
 
     Values are rendered as Ollama's Go server renders them (`%#v`): strings quoted, numbers bare.
-    `think` is not a Modelfile parameter in Ollama, so it is not shown.
+    `think` is not a Modelfile parameter in Ollama, and a request timeout is oai2ollama's own: not shown.
     """
     lines = [("num_ctx", str(context_length))]
     for name, value in overrides.items():
-        if name == "think":
+        if name in OWN_OPTIONS:
             continue
         for item in value if isinstance(value, list) else [value]:
             lines.append((name, _go_value(item)))
