@@ -21,8 +21,6 @@ from typing import Any
 import aiohttp
 import httpx
 
-# Bytes read from the upstream per chunk at most; whatever has arrived is passed on at once.
-READ_SIZE = 64 * 1024
 # Request bodies larger than this are written in pieces of WRITE_SIZE (see `_paced`).
 LARGE_BODY = 1 << 20
 WRITE_SIZE = 256 * 1024

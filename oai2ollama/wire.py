@@ -47,4 +47,3 @@ def sse_frame(obj: Any, event: str | None = None) -> bytes:
     return b"event: " + event.encode() + b"\n" + data if event else data
 
 
-SSE_DONE = b"data: [DONE]\n\n"

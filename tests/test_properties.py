@@ -346,7 +346,7 @@ def completion_document(answer: dict[str, Any]) -> bytes:
 
 
 def sse_bytes(chunks: list[dict[str, Any]]) -> bytes:
-    return b"".join(wire.sse_frame(chunk) for chunk in chunks) + wire.SSE_DONE
+    return b"".join(wire.sse_frame(chunk) for chunk in chunks) + b"data: [DONE]\n\n"
 
 
 async def reads(data: bytes, cuts: Sequence[int]) -> AsyncIterator[bytes]:
@@ -598,7 +598,7 @@ async def test_chunks_do_not_depend_on_how_the_reads_were_cut(data: bytes, cuts:
 @PROPERTIES
 @given(objects=st.lists(chunk_objects | anything, max_size=8), cuts=st.lists(st.integers(0, 10**4), max_size=6))
 async def test_any_chunk_objects_raise_nothing_but_our_errors(objects: list[Any], cuts: list[int]) -> None:
-    data = b"".join(wire.sse_frame(obj) for obj in objects) + wire.SSE_DONE
+    data = b"".join(wire.sse_frame(obj) for obj in objects) + b"data: [DONE]\n\n"
     with contextlib.suppress(ProxyError):
         lines = ollama_lines(
             openai_chunk_batches(reads(data, cuts), content_type=SSE, host=HOST), kind="chat", model="m", started_ns=0
