@@ -21,9 +21,10 @@ from .config_file import settings_for
 from .configuration import CatalogConfig, Source
 from .errors import ProxyError, UpstreamError, model_not_found
 from .model_index import ModelIndex
+from .target import Target
 from .translate.dialects import DIALECTS, Dialect, kind_from_models
 from .translate.models import ModelCard, describe, listing_entries, ollama_name
-from .upstream import Target, Upstreams
+from .upstream import Upstreams
 
 log = logging.getLogger("oai2ollama.catalog")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from . import config_file
 from .config import Settings
 from .config_file import ConfigFile, Globs, InboundKey, ModelRule, passes
-from .upstream import Target
+from .target import Target
 
 # How long the catalog waits for one upstream's /models before serving without it.
 LIST_TIMEOUT_SECONDS = 15.0

@@ -1,7 +1,7 @@
-"""All upstream I/O: the one pooled `httpx.AsyncClient`, and the mapping of its failures to ours.
+"""All upstream I/O: the one pooled `httpx.AsyncClient` and the answers read through it.
 
-This is the only module that imports httpx. A transport failure becomes an `UpstreamError`
-(502 unreachable or broken, 504 timed out) naming the upstream host and the cause, never the key.
+A transport failure becomes an `UpstreamError` (502 unreachable or broken, 504 timed out) naming
+the upstream host and the cause, never the key (worded in `upstream_faults`).
 """
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -18,8 +17,9 @@ import httpx
 from . import __version__, wire
 from .errors import UpstreamError, message_from_body
 from .masking import Secrets
-from .translate.dialects import kind_from_host
-from .transport import AiohttpTransport, describe_os_error
+from .target import Target
+from .transport import AiohttpTransport
+from .upstream_faults import cause, deadline_error, mid_stream_error, preview, redirected, timeout_error
 
 log = logging.getLogger("oai2ollama.upstream")
 
@@ -32,55 +32,6 @@ RATE_LIMIT_PREFIXES = ("x-ratelimit-", "ratelimit-")
 ERROR_BODY_LIMIT = 64 * 1024
 # Redirects are followed within the upstream's own origin only, and only this many in a row.
 MAX_REDIRECTS = 5
-
-
-@dataclass(frozen=True)
-class Target:
-    """One OpenAI-compatible upstream."""
-
-    base_url: str
-    api_key: str | None = field(default=None, repr=False)
-    name: str = "default"
-    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-    # Whether /v1/responses is relayed here or translated to chat completions; "auto" finds out.
-    responses: str = "auto"
-    kind: str | None = None  # configured; else detected (see `Catalog.dialect`)
-
-    # Cached: the routes name the host in every error and pass it down every stream.
-    @cached_property
-    def host(self) -> str:
-        return httpx.URL(self.base_url).host or self.base_url
-
-    @cached_property
-    def address(self) -> str:
-        """`host` with the port when the base URL names one: which local server is down matters."""
-        url = httpx.URL(self.base_url)
-        return f"{self.host}:{url.port}" if url.port is not None else self.host
-
-    @cached_property
-    def secrets(self) -> Secrets:
-        """What this upstream is sent that none of its words may carry back (see `masking`)."""
-        return Secrets.of_upstream(self.api_key, self.headers)
-
-    @cached_property
-    def host_kind(self) -> str | None:
-        """The kind of server its host or local port gives away (see translate/dialects.py)."""
-        return kind_from_host(self.host, httpx.URL(self.base_url).port)
-
-    @cached_property
-    def auth_header(self) -> str:
-        """Azure's OpenAI service takes the key as `api-key`; every other upstream as a bearer token."""
-        return "api-key" if (self.kind or self.host_kind) == "azure" else "authorization"
-
-    def url(self, path: str) -> str:
-        """The URL of `path` on this upstream; a base URL's query (Azure's `?api-version=…`) stays on it."""
-        base, _, query = self.base_url.partition("?")
-        return f"{base.rstrip('/')}{path}?{query}" if query else base + path
-
-    @cached_property
-    def origin(self) -> str:
-        url = httpx.URL(self.base_url)
-        return f"{url.scheme}://{url.netloc.decode()}"
 
 
 def relayed_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -195,10 +146,10 @@ class Response:
 
     def _deadline_passed(self) -> UpstreamError:
         assert self._deadline is not None
-        return _deadline_error(self.target, self._deadline.seconds)
+        return deadline_error(self.target, self._deadline.seconds)
 
     def _broken_off(self, exc: httpx.HTTPError) -> UpstreamError:
-        error = _mid_stream_error(self.target, exc, self._read_timeout)
+        error = mid_stream_error(self.target, exc, self._read_timeout)
         error.message = self.secrets.mask(error.message)
         return error
 
@@ -210,7 +161,7 @@ class Response:
         try:
             return wire.loads(body)
         except wire.InvalidJSON:
-            raise UpstreamError(f"upstream {self.target.host} sent invalid JSON: {_preview(body)}") from None
+            raise UpstreamError(f"upstream {self.target.host} sent invalid JSON: {preview(body)}") from None
 
     async def raise_for_error(self) -> None:
         """Turn an error answer into an `UpstreamError` that keeps its status and message."""
@@ -336,16 +287,16 @@ class Upstreams:
                 async with asyncio.timeout_at(deadline.at):
                     response = await self._exchange(target, request)
         except TimeoutError:
-            raise _deadline_error(target, request_timeout or 0) from None
+            raise deadline_error(target, request_timeout or 0) from None
         except httpx.TimeoutException as exc:
-            raise _timeout_error(target, exc, self._read_timeout) from None
+            raise timeout_error(target, exc, self._read_timeout) from None
         except (httpx.ConnectError, httpx.UnsupportedProtocol) as exc:
-            cause = secrets.mask(_cause(exc))
-            raise UpstreamError(f"cannot reach upstream {target.address}: {cause}", status=502) from None
+            why = secrets.mask(cause(exc))
+            raise UpstreamError(f"cannot reach upstream {target.address}: {why}", status=502) from None
         except httpx.HTTPError as exc:
             # A parser's complaint quotes the upstream's bytes, which may echo what it was sent.
-            cause = secrets.mask(_cause(exc))
-            raise UpstreamError(f"upstream {target.address} failed to answer: {cause}", status=502) from None
+            why = secrets.mask(cause(exc))
+            raise UpstreamError(f"upstream {target.address} failed to answer: {why}", status=502) from None
         return Response(target, response, self._read_timeout, secrets, deadline)
 
     async def _exchange(self, target: Target, request: httpx.Request) -> httpx.Response:
@@ -364,89 +315,10 @@ class Upstreams:
             if not response.is_redirect:
                 return response
             await response.aclose()
-            request = _redirected(target, request, response)
+            request = redirected(target, request, response)
         raise UpstreamError(f"upstream {target.address} redirected more than {MAX_REDIRECTS} times", status=502)
 
     async def get_json(self, target: Target, path: str) -> Any:
         response = await self.send(target, "GET", path)
         await response.raise_for_error()
         return await response.json()
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
-
-
-def _redirected(target: Target, request: httpx.Request, response: httpx.Response) -> httpx.Request:
-    """The request a redirect within the same origin (scheme, host and port) asks for."""
-    try:
-        url = request.url.join(response.headers["location"])
-    except httpx.InvalidURL:
-        raise UpstreamError(f"upstream {target.address} redirected to an invalid address", status=502) from None
-    if _origin(url) != _origin(request.url):
-        # Only the origin is named: a path or query may carry a signed token.
-        scheme, host, port = _origin(url)
-        raise UpstreamError(
-            f"upstream {target.address} redirected to another origin ({scheme}://{host}:{port}); "
-            "oai2ollama does not follow it, so that the key, headers and conversation go nowhere else "
-            "(point the base URL at the new address if the upstream has moved)",
-            status=502,
-        )
-    method, content = request.method, request.content
-    headers = request.headers.copy()
-    # As browsers (and httpx) do: a 303 asks for a GET, and so do 301 and 302 after a POST.
-    if (response.status_code == 303 and method != "HEAD") or (response.status_code in (301, 302) and method == "POST"):
-        method, content = "GET", b""
-        for name in ("content-type", "content-length", "transfer-encoding"):
-            headers.pop(name, None)
-    return httpx.Request(method, url, headers=headers, content=content or None, extensions=request.extensions)
-
-
-def _cause(exc: BaseException) -> str:
-    """Why a transport failed, in a few words.
-
-    An OS error anywhere in the chain says it best (httpx's own transport nests it, often under
-    an empty message); otherwise the outermost non-empty message, which our transport words.
-    """
-    chain: list[BaseException] = []
-    inner: BaseException | None = exc
-    while inner is not None and inner not in chain:
-        chain.append(inner)
-        inner = inner.__cause__ or inner.__context__
-    failures = [link for link in chain if isinstance(link, OSError)]
-    if failures:
-        # The innermost with an errno is the socket's own; outer ones only summarise it.
-        numbered = [link for link in failures if link.errno is not None]
-        return describe_os_error(numbered[-1] if numbered else failures[0])
-    return next((" ".join(str(link).split()) for link in chain if str(link).strip()), type(exc).__name__)
-
-
-def _timeout_error(target: Target, exc: httpx.TimeoutException, read_timeout: float) -> UpstreamError:
-    if isinstance(exc, httpx.ConnectTimeout):
-        return UpstreamError(f"upstream {target.address} did not accept a connection in time", status=504)
-    if isinstance(exc, httpx.PoolTimeout):
-        return UpstreamError(f"no free connection to upstream {target.address} in time", status=504)
-    if isinstance(exc, httpx.WriteTimeout):
-        return UpstreamError(
-            f"upstream {target.address} stopped reading the request for {read_timeout:g} s", status=504
-        )
-    return UpstreamError(f"upstream {target.address} did not answer within {read_timeout:g} s", status=504)
-
-
-def _deadline_error(target: Target, seconds: float) -> UpstreamError:
-    return UpstreamError(f"the request timeout of {seconds:g} s passed before upstream {target.address} finished", 504)
-
-
-def _mid_stream_error(target: Target, exc: httpx.HTTPError, read_timeout: float | None) -> UpstreamError:
-    if isinstance(exc, httpx.TimeoutException):
-        within = f" (over {read_timeout:g} s)" if read_timeout is not None else ""
-        return UpstreamError(f"upstream {target.host} stopped sending for too long{within}", status=504)
-    return UpstreamError(f"upstream {target.host} broke off the answer: {_cause(exc)}", status=502)
-
-
-def _preview(body: bytes, limit: int = 120) -> str:
-    text = body[:limit].decode("utf-8", "replace")
-    return text + ("…" if len(body) > limit else "")

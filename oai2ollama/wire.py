@@ -45,5 +45,3 @@ def ndjson_line(obj: Any) -> bytes:
 def sse_frame(obj: Any, event: str | None = None) -> bytes:
     data = b"data: " + dumps(obj) + b"\n\n"
     return b"event: " + event.encode() + b"\n" + data if event else data
-
-

@@ -27,7 +27,8 @@ from oai2ollama.config import Settings
 from oai2ollama.config_file import ConfigError, ModelRule
 from oai2ollama.configuration import CatalogConfig, Source, assemble
 from oai2ollama.errors import NotFound
-from oai2ollama.upstream import Target, Upstreams
+from oai2ollama.target import Target
+from oai2ollama.upstream import Upstreams
 
 from .fakes import TRANSCRIPTS, FakeUpstream, hosts_transport, model_not_there, text_stream, transcript_models
 

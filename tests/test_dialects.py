@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from oai2ollama.config import Settings
+from oai2ollama.target import Target
 from oai2ollama.translate.dialects import DIALECTS, adapt, kind_from_models
-from oai2ollama.upstream import Target
 
 from .conftest import ClientFor
 from .fakes import completion, text_stream

@@ -121,7 +121,8 @@ async def test_redirects_are_followed_through_the_real_transport():
     """The aiohttp transport is called directly on the hot path; a redirect still gets followed."""
     from starlette.responses import RedirectResponse
 
-    from oai2ollama.upstream import Target, Upstreams
+    from oai2ollama.target import Target
+    from oai2ollama.upstream import Upstreams
 
     async def moved(request: Request) -> RedirectResponse:
         return RedirectResponse("/v1/new", status_code=307)

@@ -15,8 +15,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from oai2ollama.errors import UpstreamError
+from oai2ollama.target import Target
 from oai2ollama.transport import describe_os_error
-from oai2ollama.upstream import ERROR_BODY_LIMIT, Target, Upstreams
+from oai2ollama.upstream import ERROR_BODY_LIMIT, Upstreams
 
 from .test_faults import (
     Answer,

@@ -11,8 +11,9 @@ import pytest
 from oai2ollama.app import create_app
 from oai2ollama.config import Settings
 from oai2ollama.errors import UpstreamError
+from oai2ollama.target import Target
 from oai2ollama.transport import AiohttpTransport
-from oai2ollama.upstream import Target, Upstreams
+from oai2ollama.upstream import Upstreams
 
 from .fakes import API_KEY, BASE_URL, FakeUpstream, closed_port, dribble, openai_error, sse, sse_response, text_stream
 
