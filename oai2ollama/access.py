@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from contextvars import ContextVar
 
-from .config_file import Globs
 from .errors import ProxyError
+from .model_rules import Globs
 from .translate.models import ModelCard
 
 # The model globs the current request's key may use; None: any model (no key, or an unrestricted one).

@@ -17,10 +17,10 @@ from dataclasses import replace
 from typing import Any
 
 from . import access
-from .config_file import settings_for
 from .configuration import CatalogConfig, Source
 from .errors import ProxyError, UpstreamError, model_not_found
 from .model_index import ModelIndex
+from .model_rules import settings_for
 from .target import Target
 from .translate.dialects import DIALECTS, Dialect, kind_from_models
 from .translate.models import ModelCard, describe, listing_entries, ollama_name

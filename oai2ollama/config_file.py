@@ -14,12 +14,12 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from fnmatch import translate
 from pathlib import Path
 from typing import Any
 
+from .model_rules import Globs, ModelRule, is_glob
 from .translate.dialects import KINDS
-from .translate.models import ALL_CAPABILITIES, ModelSettings, ollama_name
+from .translate.models import ALL_CAPABILITIES, ollama_name
 from .translate.overrides import option_problem
 
 DEFAULT_CAPABILITIES = ("tools", "insert", "vision", "thinking")
@@ -41,27 +41,6 @@ def parse_size(value: int | str) -> int:
     return int(parsed.group(1)) * factor
 
 
-def _is_glob(pattern: str) -> bool:
-    return any(char in pattern for char in "*?[")
-
-
-@dataclass(frozen=True)
-class Globs:
-    """Case-insensitive shell-style patterns matched against model ids, with or without `:latest`."""
-
-    patterns: tuple[str, ...] = ()
-    _compiled: tuple[re.Pattern[str], ...] = field(default=(), init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        compiled = tuple(re.compile(translate(p.lower())) for p in self.patterns)
-        object.__setattr__(self, "_compiled", compiled)
-
-    def match(self, model_id: str) -> bool:
-        key = model_id.lower()
-        tagged = ollama_name(key)
-        return any(rx.match(key) or rx.match(tagged) for rx in self._compiled)
-
-
 @dataclass(frozen=True)
 class UpstreamConfig:
     """One `[[upstreams]]` table."""
@@ -75,38 +54,6 @@ class UpstreamConfig:
     prefix: str = ""
     responses: str = "auto"  # /v1/responses: "relay", "translate" to chat completions, or "auto"
     kind: str | None = None  # which kind of server it is (see translate/dialects.py); None: detected
-
-
-def passes(upstream_id: str, include: Globs, exclude: Globs) -> bool:
-    """Whether an upstream's model passes its `models` filter: included (or no include), not excluded."""
-    if include.patterns and not include.match(upstream_id):
-        return False
-    return not exclude.match(upstream_id)
-
-
-@dataclass(frozen=True)
-class ModelRule:
-    """One `[models."<id or glob>"]` table; None means the key was not given."""
-
-    pattern: str
-    alias: str | None = None
-    capabilities: tuple[str, ...] | None = None
-    context_length: int | None = None
-    hidden: bool | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
-    _glob: Globs | None = field(default=None, init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_glob", Globs((self.pattern,)) if self.is_glob else None)
-
-    @property
-    def is_glob(self) -> bool:
-        return _is_glob(self.pattern)
-
-    def matches(self, model_id: str) -> bool:
-        if self._glob is not None:
-            return self._glob.match(model_id)
-        return ollama_name(self.pattern.lower()) == ollama_name(model_id.lower())
 
 
 @dataclass(frozen=True)
@@ -132,30 +79,6 @@ class ConfigFile:
     models: tuple[ModelRule, ...] = ()
     defaults: Defaults = field(default_factory=Defaults)
     keys: tuple[InboundKey, ...] = ()
-
-
-def settings_for(model_id: str, rules: Sequence[ModelRule]) -> ModelSettings | None:
-    """The merged settings of every rule matching `model_id` (the id clients see, prefix included).
-
-    Globs apply in file order, then the exact rule; a later rule overrides the keys it sets, and
-    options merge key by key, so `[models."*"]` can hold defaults that a model's own table refines.
-    """
-    matching = [r for r in rules if r.is_glob and r.matches(model_id)]
-    matching += [r for r in rules if not r.is_glob and r.matches(model_id)]
-    if not matching:
-        return None
-    alias = capabilities = context_length = None
-    hidden = False
-    options: dict[str, Any] = {}
-    for rule in matching:
-        alias = rule.alias or alias
-        capabilities = rule.capabilities if rule.capabilities is not None else capabilities
-        context_length = rule.context_length or context_length
-        hidden = rule.hidden if rule.hidden is not None else hidden
-        options.update(rule.options)
-    return ModelSettings(
-        alias=alias, capabilities=capabilities, context_length=context_length, hidden=hidden, options=options
-    )
 
 
 def load(path: Path | str, environ: Mapping[str, str] | None = None) -> ConfigFile:
@@ -325,7 +248,7 @@ class _Reader:
             alias = self.string(table["alias"], f"{where} alias")
             if re.search(r"\s", alias):
                 raise self.fail(f"{where} alias", f"must not contain spaces, got {alias!r}")
-            if _is_glob(pattern):
+            if is_glob(pattern):
                 raise self.fail(f"{where} alias", "an alias names one model; use an exact id, not a glob")
         capabilities = None
         if "capabilities" in table:

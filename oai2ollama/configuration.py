@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from . import config_file
 from .config import Settings
-from .config_file import ConfigFile, Globs, InboundKey, ModelRule, passes
+from .config_file import ConfigFile, InboundKey
+from .model_rules import Globs, ModelRule, passes
 from .target import Target
 
 # How long the catalog waits for one upstream's /models before serving without it.

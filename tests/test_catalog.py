@@ -24,9 +24,10 @@ import pytest
 from oai2ollama.app import create_app
 from oai2ollama.catalog import Catalog
 from oai2ollama.config import Settings
-from oai2ollama.config_file import ConfigError, ModelRule
+from oai2ollama.config_file import ConfigError
 from oai2ollama.configuration import CatalogConfig, Source, assemble
 from oai2ollama.errors import NotFound
+from oai2ollama.model_rules import ModelRule
 from oai2ollama.target import Target
 from oai2ollama.upstream import Upstreams
 

@@ -10,7 +10,8 @@ from pydantic_settings import CliApp
 
 from oai2ollama import cli
 from oai2ollama.config import Settings
-from oai2ollama.config_file import ConfigError, Defaults, ModelRule, load, passes, settings_for
+from oai2ollama.config_file import ConfigError, Defaults, load
+from oai2ollama.model_rules import ModelRule, passes, settings_for
 from oai2ollama.translate.models import ModelSettings
 
 from .fakes import isolate_settings

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from oai2ollama.config_file import Globs, InboundKey
+from oai2ollama.config_file import InboundKey
 from oai2ollama.guards.body_limit import BodyLimit, BodyTooLarge
 from oai2ollama.guards.hosts import HostCheck
 from oai2ollama.guards.keys import KeyRing
 from oai2ollama.guards.origins import OriginCheck, origin_pattern
 from oai2ollama.guards.refusal import Refusal
+from oai2ollama.model_rules import Globs
 
 pytestmark = pytest.mark.anyio
 
