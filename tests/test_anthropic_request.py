@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from oai2ollama.errors import BadRequest
-from oai2ollama.translate.anthropic_request import estimate_input_tokens, messages_request, reasoning_effort
+from oai2ollama.translate.anthropic_request import messages_request, reasoning_effort
+from oai2ollama.translate.anthropic_tokens import estimate_input_tokens
 
 STREAM = {"stream": True, "stream_options": {"include_usage": True}}
 USER_HI = {"role": "user", "content": "hi"}

@@ -16,7 +16,8 @@ from ..errors import BadRequest, ProxyError, anthropic_body
 from ..http import SSE, StreamResponse, encode_stream, json_body, json_response, started
 from ..translate.answer import pieces
 from ..translate.anthropic_answer import collect_message, message_events
-from ..translate.anthropic_request import estimate_input_tokens, messages_request
+from ..translate.anthropic_request import messages_request
+from ..translate.anthropic_tokens import estimate_input_tokens
 from ..translate.overrides import openai_request as openai_overrides
 from ..translate.streams import openai_chunks
 from . import RouteTable, send_upstream
