@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,25 +16,16 @@ from .catalog import Catalog
 from .config import Settings
 from .configuration import assemble
 from .disconnect import CancelOnDisconnect
-from .errors import ProxyError, anthropic_body, ollama_body, openai_body
+from .errors import ProxyError, anthropic_body, dialect, ollama_body, openai_body
 from .guards import Guards, policy_from
 from .http import InFlight, json_response
 from .in_use import ModelsInUse
+from .records import Observer
 from .request_log import RequestLog
 from .routes import anthropic, discovery, native, openai, responses
 from .upstream import Upstreams
 
 log = logging.getLogger("oai2ollama")
-
-OPENAI_PATHS = ("/v1/", "/chat/completions", "/models")
-
-
-def dialect(path: str) -> str:
-    if path.startswith("/v1/messages"):
-        return "anthropic"
-    if path.startswith(OPENAI_PATHS):
-        return "openai"
-    return "ollama"
 
 
 def error_response(path: str, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -66,9 +57,12 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(request.url.path, 500, f"internal error in oai2ollama: {type(exc).__name__}")
 
 
-def create_app(settings: Settings, *, upstreams: Upstreams | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, upstreams: Upstreams | None = None, observers: Sequence[Observer] = ()
+) -> FastAPI:
     """Build the app. Tests pass their own `upstreams` (over a mock transport); otherwise the
-    pooled client is opened when the app starts and closed when it stops."""
+    pooled client is opened when the app starts and closed when it stops. Each of `observers` gets
+    every answered request's record (see `records`)."""
     # Read once, now: a bad config file stops the start-up (cli prints the ValueError, exits 2).
     configuration = assemble(settings)
     guard_policy = policy_from(settings, configuration.keys)
@@ -121,5 +115,5 @@ def create_app(settings: Settings, *, upstreams: Upstreams | None = None) -> Fas
     # disconnect watcher sits innermost, watching the connection once the body has been read.
     app.add_middleware(CancelOnDisconnect, in_flight=app.state.in_flight, render=error_response)
     app.add_middleware(Guards, policy=guard_policy, render=error_response)
-    app.add_middleware(RequestLog)
+    app.add_middleware(RequestLog, observers=list(observers))
     return app

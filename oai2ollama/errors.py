@@ -108,3 +108,15 @@ def message_from_body(status: int, body: bytes, reason: str = "") -> str:
 # A plain-text error longer than this is cut: it is a message for a person, not a payload.
 _MAX_PLAIN = 500
 _PHRASES = {status.value: status.phrase for status in HTTPStatus}
+
+
+OPENAI_PATHS = ("/v1/", "/chat/completions", "/models")
+
+
+def dialect(path: str) -> str:
+    """Which of the three error shapes a route answers in."""
+    if path.startswith("/v1/messages"):
+        return "anthropic"
+    if path.startswith(OPENAI_PATHS):
+        return "openai"
+    return "ollama"

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .errors import dialect
 from .http import HTTPMiddleware
+from .records import Observer, RequestRecord, RequestState, state_of
 
 log = logging.getLogger("oai2ollama")
 
@@ -34,19 +37,30 @@ def escaped(value: object) -> str:
 
 
 class RequestLog(HTTPMiddleware):
+    """The log line, and a `RequestRecord` for each observer (the ledger, the metrics)."""
+
+    def __init__(self, app: ASGIApp, *, observers: Sequence[Observer] = ()):
+        super().__init__(app)
+        self.observers = observers
+
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = 0
+        first_byte: float | None = None
 
         async def send_and_note(message: Message) -> None:
-            nonlocal status
+            nonlocal status, first_byte
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif first_byte is None and message.get("body"):
+                first_byte = time.perf_counter() - started
             await send(message)
 
         try:
             await self.app(scope, receive, send_and_note)
         finally:
+            if self.observers:
+                self._observe(scope, status, time.perf_counter() - started, first_byte)
             if log.isEnabledFor(logging.INFO):
                 model = scope.get("state", {}).get("model")
                 log.info(
@@ -57,3 +71,30 @@ class RequestLog(HTTPMiddleware):
                     status or "-",
                     (time.perf_counter() - started) * 1000,
                 )
+
+    def _observe(self, scope: Scope, status: int, duration: float, first_byte: float | None) -> None:
+        state = state_of(scope)
+        card = state.get(RequestState.CARD)
+        headers = dict(scope["headers"])
+        record = RequestRecord(
+            started_at=time.time() - duration,
+            method=scope["method"],
+            path=scope["path"],
+            dialect=dialect(scope["path"]),
+            status=status,
+            duration=duration,
+            first_byte=first_byte,
+            model=state.get(RequestState.MODEL),
+            upstream=card.upstream if card is not None else None,
+            upstream_model=card.upstream_id if card is not None else None,
+            key_name=state.get(RequestState.KEY_NAME),
+            client=headers.get(b"user-agent", b"").decode("latin-1")[:_SHOWN],
+            streamed=bool(state.get(RequestState.STREAMED)),
+            error_kind=state.get(RequestState.ERROR_KIND),
+            usage=state.get(RequestState.USAGE),
+        )
+        for observe in self.observers:
+            try:
+                observe(record)
+            except Exception:  # an observer's bug must not fail the request it observes
+                log.exception("a request observer failed")

@@ -101,3 +101,25 @@ async def test_two_host_headers_are_refused(hosts: tuple[str, str]) -> None:
     assert answer.startswith(b"HTTP/1.1 400 "), answer
     assert b'{"error":"more than one Host header"}' in answer
     assert single.startswith(b"HTTP/1.1 200 ")
+
+
+async def test_every_answered_request_makes_one_record(fake: Any, upstreams: Any, settings: Settings) -> None:
+    from oai2ollama.records import RequestRecord
+
+    records: list[RequestRecord] = []
+    app = create_app(settings, upstreams=upstreams, observers=[records.append])
+    fake.on("POST", "/chat/completions", httpx.Response(200, json=completion()))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://localhost:11434") as http:
+        await http.post("/v1/chat/completions", json=CHAT, headers={"user-agent": "probe/1"})
+        await http.get("/api/version")
+    chat, version = records
+    assert (chat.method, chat.path, chat.dialect, chat.status, chat.model) == (
+        "POST",
+        "/v1/chat/completions",
+        "openai",
+        200,
+        "gpt-test",
+    )
+    assert (chat.upstream, chat.upstream_model, chat.client) == ("default", "gpt-test", "probe/1")
+    assert chat.first_byte is not None and 0 < chat.first_byte <= chat.duration
+    assert (version.path, version.dialect, version.model, version.upstream) == ("/api/version", "ollama", None, None)

@@ -50,6 +50,7 @@ async def send_upstream(
     response = await upstreams.send(
         target, "POST", path, body=body, client_headers=request.headers, request_timeout=timeout
     )
+    request.state.card = card  # for the request's record (see `records`)
     if response.ok:
         request.app.state.in_use.touch(card)
     return response
