@@ -107,6 +107,89 @@ def test_piece_from_chunk(upstream: dict[str, Any], piece: Piece) -> None:
     assert piece_from_chunk(upstream) == piece
 
 
+def _choice(index: int | None, content: str, finish: str | None = None) -> dict[str, Any]:
+    choice: dict[str, Any] = {"delta": {"content": content}, "finish_reason": finish}
+    if index is not None:
+        choice["index"] = index
+    return choice
+
+
+def _magistral(*parts: dict[str, Any]) -> dict[str, Any]:
+    """A chunk as Mistral's Magistral streams it: `delta.content` is a list of parts."""
+    return {
+        "id": "c3c77283055240cbbaf6f01d384cfccb",
+        "object": "chat.completion.chunk",
+        "created": 1762355135,
+        "model": "magistral-medium-2509",
+        "choices": [{"index": 0, "delta": {"content": list(parts)}, "finish_reason": None}],
+    }
+
+
+def _thinking_part(*texts: str) -> dict[str, Any]:
+    return {"type": "thinking", "thinking": [{"type": "text", "text": text} for text in texts]}
+
+
+@pytest.mark.parametrize(
+    ("upstream", "piece"),
+    [
+        pytest.param(
+            _magistral(_thinking_part("'s a greeting")), Piece(thinking="'s a greeting"), id="magistral-thinking"
+        ),
+        pytest.param(
+            _magistral(_thinking_part("so I ", "greet back")), Piece(thinking="so I greet back"), id="magistral-nested"
+        ),
+        pytest.param(_magistral({"type": "text", "text": "Hello!"}), Piece(content="Hello!"), id="magistral-text"),
+        pytest.param(
+            _magistral(_thinking_part("done."), {"type": "text", "text": "Hi"}),
+            Piece(content="Hi", thinking="done."),
+            id="magistral-thinking-then-text-in-one-chunk",
+        ),
+        pytest.param(
+            chunk({"content": [{"type": "text", "text": "Hel"}, {"type": "text", "text": "lo"}]}),
+            Piece(content="Hello"),
+            id="text-parts",
+        ),
+        pytest.param(
+            chunk({"content": [{"type": "thinking", "thinking": "hmm", "signature": "s"}]}),
+            Piece(thinking="hmm"),
+            id="thinking-part-as-a-string",
+        ),
+        pytest.param(
+            chunk({"content": [{"type": "reference", "reference_ids": [1]}, {"type": "text", "text": "x"}]}),
+            Piece(content="x"),
+            id="parts-without-answer-text-skipped",
+        ),
+        pytest.param(
+            chunk({"content": [{"type": "thinking", "thinking": [{"type": "text", "text": "a"}]}], "reasoning": "b"}),
+            Piece(thinking="ab"),
+            id="thinking-parts-and-reasoning-field",
+        ),
+        pytest.param(
+            completion(
+                [_thinking_part("Let me think."), {"type": "text", "text": "Hello!"}]  # type: ignore[arg-type]
+            ),
+            Piece(
+                content="Hello!",
+                thinking="Let me think.",
+                finish_reason="stop",
+                usage={"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+            ),
+            id="magistral-non-streamed-message",
+        ),
+        pytest.param({"choices": [_choice(1, "B"), _choice(0, "A")]}, Piece(content="A"), id="index-0-not-first"),
+        pytest.param({"choices": [_choice(1, "B", "stop")]}, Piece(), id="only-another-index"),
+        pytest.param({"choices": [_choice(None, "A")]}, Piece(content="A"), id="choice-without-index"),
+        pytest.param(
+            {"choices": [_choice(2, "C"), _choice(0, "", "length"), _choice(1, "B", "stop")]},
+            Piece(finish_reason="length"),
+            id="finish-of-index-0-only",
+        ),
+    ],
+)
+def test_piece_from_chunk_as_upstreams_send_it(upstream: dict[str, Any], piece: Piece) -> None:
+    assert piece_from_chunk(upstream) == piece
+
+
 def test_tool_call_fragments() -> None:
     head = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}
     assert piece_from_chunk(chunk({"tool_calls": [head]})).tool_calls == [

@@ -92,7 +92,7 @@ def test_line_splitter(parts: list[bytes], lines: list[bytes]) -> None:
     assert lines_of(*parts) == lines
 
 
-FIRST, SECOND = chunk({"content": "a\u2028b\u0085c\r"}), usage_chunk()
+FIRST, SECOND = chunk({"content": "a\u2028b\u0085c\r"}, "stop"), usage_chunk()
 
 
 @pytest.mark.parametrize(
@@ -133,9 +133,15 @@ def test_event_reader(raw: bytes, payloads: list[bytes]) -> None:
     assert payloads_of(raw) == payloads
 
 
+# Makes each `{"a": …}` event of EVENTS a finished chat chunk, so that the stream is whole and
+# only its framing is at stake here (completeness has its own table below).
+_AS_ANSWER = (b'{"a":', b'{"choices":[{"index":0,"finish_reason":"stop"}],"a":')
+
+
 @pytest.mark.parametrize(("raw", "payloads"), EVENTS)
 async def test_events_through_the_stream_cut_anywhere(raw: bytes, payloads: list[bytes]) -> None:
-    expected = [wire.loads(payload) for payload in payloads]
+    raw = raw.replace(*_AS_ANSWER)
+    expected = [wire.loads(payload.replace(*_AS_ANSWER)) for payload in payloads]
     for reads in every_cut(raw):
         assert [c for batch in await batches_of(*reads) for c in batch] == expected, reads
 
@@ -345,3 +351,106 @@ async def test_an_in_stream_error_among_such_events_still_raises() -> None:
             seen.append(c)
     assert seen == [chunk({"content": "a"})]
     assert (caught.value.status, caught.value.message) == (500, "boom")
+
+
+# ---------------------------------------------------------------- a whole answer, or a cut one
+
+HELLO = [chunk({"role": "assistant", "content": ""}), chunk({"content": "Hel"}), chunk({"content": "lo"})]
+FINISH = chunk({}, "stop")
+CUT = "upstream up.test ended the answer early: its stream stopped without a finish_reason or [DONE]"
+
+
+def _n_choices(*choices: tuple[int, str | None]) -> dict[str, Any]:
+    return {
+        "object": "chat.completion.chunk",
+        "choices": [{"index": i, "delta": {}, "finish_reason": f} for i, f in choices],
+    }
+
+
+LEGACY = [
+    {"object": "text_completion", "choices": [{"index": 0, "text": "def f():", "finish_reason": None}]},
+    {"object": "text_completion", "choices": [{"index": 0, "text": "", "finish_reason": "length"}]},
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        pytest.param(sse(*HELLO, FINISH, usage_chunk()), None, id="finish-and-done-openai"),
+        pytest.param(sse(*HELLO, FINISH, usage_chunk(), done=False), None, id="finish-without-done"),
+        pytest.param(sse(*HELLO, FINISH, done=False).rstrip(b"\n"), None, id="finish-without-done-or-final-break"),
+        pytest.param(sse(*HELLO), None, id="done-without-finish"),
+        pytest.param(sse(*HELLO, usage_chunk()), None, id="done-without-finish-usage-last"),
+        pytest.param(sse(*LEGACY, done=False), None, id="legacy-completions-finish-without-done"),
+        pytest.param(sse(*HELLO, done=False), CUT, id="neither-finish-nor-done"),
+        pytest.param(sse(*HELLO, usage_chunk(), done=False), CUT, id="neither-usage-last"),
+        pytest.param(sse(*LEGACY[:1], done=False), CUT, id="legacy-completions-cut"),
+        pytest.param(sse(*HELLO, _n_choices((1, "stop")), done=False), CUT, id="only-another-choice-finished"),
+        pytest.param(sse(*HELLO, _n_choices((1, None), (0, "stop")), done=False), None, id="choice-0-finished-second"),
+        pytest.param(b": keep-alive\n\n" + sse(*HELLO, done=False) + b": keep-alive\n\n", CUT, id="cut-among-comments"),
+    ],
+)
+async def test_a_stream_is_whole_only_when_it_says_so(raw: bytes, error: str | None) -> None:
+    for reads in ([raw], [raw[: len(raw) // 2], raw[len(raw) // 2 :]]):
+        if error is None:
+            assert [c for batch in await batches_of(*reads) for c in batch] == wire.loads(
+                "[" + ",".join(p.decode() for p in payloads_of(raw)) + "]"
+            )
+            continue
+        seen: list[dict[str, Any]] = []
+        with pytest.raises(UpstreamError) as caught:
+            async for batch in openai_chunk_batches(body(*reads), content_type=SSE, host="up.test"):
+                seen += batch
+        assert (caught.value.status, caught.value.message) == (502, error)
+        assert seen == [wire.loads(p) for p in payloads_of(raw)]  # everything before the cut still went out
+
+
+NOT_AN_ANSWER = "upstream up.test sent a body that is not a chat answer: "
+
+
+@pytest.mark.parametrize(
+    ("content_type", "raw", "message"),
+    [
+        pytest.param(
+            "application/json",
+            b'{"object":"list","data":[{"id":"gpt-4o","object":"model"}]}',
+            NOT_AN_ANSWER + '{"object":"list","data":[{"id":"gpt-4o","object":"model"}]}',
+            id="model-list",
+        ),
+        pytest.param("application/json", b'{"foo":1}', NOT_AN_ANSWER + '{"foo":1}', id="some-object"),
+        pytest.param(
+            "application/json",
+            b"<!DOCTYPE html><html><body>Sign in</body></html>",
+            NOT_AN_ANSWER + "<!DOCTYPE html><html><body>Sign in</body></html>",
+            id="html-labelled-json",
+        ),
+        pytest.param(
+            SSE, b'{"object":"list","data":[]}', NOT_AN_ANSWER + '{"object":"list","data":[]}', id="list-as-sse"
+        ),
+        pytest.param(SSE, sse({"foo": 1}), NOT_AN_ANSWER + '{"foo":1}', id="sse-event-of-another-api"),
+        pytest.param(
+            SSE, sse({"usage": {"prompt_tokens": 3}}, {"foo": 1}), NOT_AN_ANSWER + '{"foo":1}', id="after-a-usage-chunk"
+        ),
+    ],
+)
+async def test_a_body_that_is_not_a_chat_answer(content_type: str, raw: bytes, message: str) -> None:
+    with pytest.raises(UpstreamError) as caught:
+        await batches_of(raw, content_type=content_type)
+    assert (caught.value.status, caught.value.message) == (502, message)
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        pytest.param(
+            [{"object": "chat.completion.chunk", "id": "x"}, *text_stream("a")], id="first-chunk-without-choices"
+        ),
+        pytest.param(
+            [{"choices": [], "prompt_filter_results": [{"prompt_index": 0}]}, *text_stream("a")],
+            id="azure-filter-first",
+        ),
+        pytest.param([*text_stream("a"), {"x_extension": True}], id="odd-chunk-after-the-answer-began"),
+    ],
+)
+async def test_chat_answers_with_odd_chunks_are_accepted(chunks: list[dict[str, Any]]) -> None:
+    assert await chunks_of(sse(*chunks)) == chunks

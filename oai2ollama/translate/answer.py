@@ -3,8 +3,8 @@
 Every OpenAI chunk (or a whole non-streamed completion) is read into a `Piece`: text,
 reasoning, tool-call fragments, finish reason, usage. The Ollama and Anthropic encoders consume
 pieces, so all three dialects share one reading of the upstream's many variants
-(`reasoning_content` vs `reasoning`, usage on its own chunk, tool calls split across deltas,
-legacy /completions `text`).
+(`reasoning_content` vs `reasoning`, content as a list of text and thinking parts, choices out of
+order, usage on its own chunk, tool calls split across deltas, legacy /completions `text`).
 """
 
 from __future__ import annotations
@@ -149,6 +149,62 @@ def _legacy_logprobs(logprobs: dict[str, Any]) -> list[Any] | None:
     return entries
 
 
+def answer_choice(choices: Any) -> dict[str, Any] | None:
+    """The choice with `index` 0 (a choice without an index counts as 0), or None.
+
+    Only one answer is asked for, but an upstream may still send several choices (`n` set by a
+    gateway's default, best-of sampling) and in any order; the others are not ours to show.
+    """
+    if type(choices) is not list or not choices:
+        return None
+    choice = choices[0]
+    if type(choice) is dict and not choice.get("index"):
+        return choice
+    for choice in choices:
+        if type(choice) is dict and not choice.get("index"):
+            return choice
+    return None
+
+
+def _plain_text(value: Any) -> str:
+    """A string, or the text of a list of `text` parts (Mistral nests thinking that way)."""
+    if type(value) is str:
+        return value
+    if type(value) is not list:
+        return ""
+    texts = []
+    for part in value:
+        if type(part) is str:
+            texts.append(part)
+        elif type(part) is dict and type(part.get("text")) is str:
+            texts.append(part["text"])
+    return "".join(texts)
+
+
+def content_parts(parts: list[Any]) -> tuple[str, str]:
+    """`content` sent as a list of parts: the text of `text` parts, and of `thinking` parts.
+
+    Mistral's Magistral streams `[{"type": "thinking", "thinking": [{"type": "text", "text": …}]},
+    {"type": "text", "text": …}]`; others wrap plain text as `[{"type": "text", "text": …}]`.
+    Parts of other kinds (Mistral's `reference` citations) carry no text of the answer.
+    """
+    content: list[str] = []
+    thinking: list[str] = []
+    for part in parts:
+        if type(part) is str:
+            content.append(part)
+            continue
+        if type(part) is not dict:
+            continue
+        kind = part.get("type")
+        if kind in ("text", "output_text"):
+            content.append(_plain_text(part.get("text")))
+        elif kind in ("thinking", "reasoning"):
+            inner = next((part[key] for key in ("thinking", "reasoning", "text") if part.get(key)), "")
+            thinking.append(_plain_text(inner))
+    return "".join(content), "".join(thinking)
+
+
 def piece_from_chunk(chunk: dict[str, Any], numbering: ToolCallNumbering | None = None) -> Piece:
     """Read one chat (or legacy completions) chunk, or a whole non-streamed answer.
 
@@ -156,22 +212,22 @@ def piece_from_chunk(chunk: dict[str, Any], numbering: ToolCallNumbering | None 
     """
     usage = chunk.get("usage")
     usage = usage if type(usage) is dict and usage else None
-    choices = chunk.get("choices")
-    if not choices or type(choices) is not list:
-        return Piece(usage=usage)
-    choice = choices[0]
-    if type(choice) is not dict:
+    choice = answer_choice(chunk.get("choices"))
+    if choice is None:
         return Piece(usage=usage)
     content = thinking = ""
     calls: list[ToolCallFragment] = []
     delta = choice.get("delta") or choice.get("message")
     if type(delta) is dict:
         value = delta.get("content")
-        if value and type(value) is str:
-            content = value
+        if value:
+            if type(value) is str:
+                content = value
+            elif type(value) is list:
+                content, thinking = content_parts(value)
         value = delta.get("reasoning_content") or delta.get("reasoning")
         if value and type(value) is str:
-            thinking = value
+            thinking += value
         value = delta.get("tool_calls")
         if value:
             calls = _fragments(value, ToolCallNumbering() if numbering is None else numbering)

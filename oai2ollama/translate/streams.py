@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import wire
 from ..errors import UpstreamError, message_from_body
+from .answer import answer_choice
 
 DONE = b"[DONE]"
 # While nothing parseable has arrived, the body is kept (up to this size) to explain what it was.
@@ -133,18 +134,25 @@ async def openai_chunk_batches(
     write per event would cost more than all the translation. A malformed event ends the
     stream with an `UpstreamError`, after the good events before it. An upstream that ignored
     `stream: true` and answered with one JSON document is accepted: that document is the only
-    chunk, whatever its content type claimed. The body is closed however the iteration ends.
+    chunk, whatever its content type claimed. A body that is not a chat answer at all (a model
+    list, some other API's object) is an `UpstreamError` before any chunk.
+
+    A stream is whole once it has said so, by `[DONE]` or by a `finish_reason` (servers send
+    either without the other); one that stops with neither (a proxy or server that closed the
+    connection cleanly mid-answer) ends with an `UpstreamError`, so that a cut answer is never
+    passed on as finished. The body is closed however the iteration ends.
     """
     try:
         if "json" in content_type and "event-stream" not in content_type:
             document = b"".join([chunk async for chunk in body])
             if not document.lstrip().startswith((b"data:", b":")):
-                yield [decode_chunk(document, host)]
+                yield [_answer_document(document, host)]
                 return
             body = _replay(document)
         splitter, reader = LineSplitter(), EventReader()
         sniffed: list[bytes] | None = []  # the body so far, until a first event arrives
         sniffed_size = 0
+        progress = _Progress(host)
         async for chunk in body:
             if sniffed is not None and sniffed_size < _SNIFF_LIMIT:
                 sniffed.append(chunk)
@@ -154,6 +162,7 @@ async def openai_chunk_batches(
                 sniffed = None
                 batch, error = _decode_all(payloads, host)
                 if batch:
+                    progress.see(batch)
                     yield batch
                 if error is not None:
                     raise error
@@ -163,6 +172,7 @@ async def openai_chunk_batches(
         if payloads:
             batch, error = _decode_all(payloads, host)
             if batch:
+                progress.see(batch)
                 yield batch
             if error is not None:
                 raise error
@@ -170,11 +180,67 @@ async def openai_chunk_batches(
             document = b"".join(sniffed)
             if not document.lstrip().startswith(b"{"):
                 raise _not_a_stream(document, host)
-            yield [decode_chunk(document, host)]  # an error object raises here
+            yield [_answer_document(document, host)]  # an error object raises here
+            return
+        if not reader.done and not progress.finished:
+            raise UpstreamError(
+                f"upstream {host} ended the answer early: its stream stopped without a finish_reason or [DONE]"
+            )
     finally:
         aclose = getattr(body, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+# What a chunk or document that is part of a chat answer may say it is, when it has no `choices`.
+_ANSWER_OBJECTS = ("chat.completion", "chat.completion.chunk", "text_completion")
+
+
+def _is_answer(chunk: dict[str, Any]) -> bool:
+    """Whether a chunk belongs to a chat (or legacy completions) answer: it has `choices`, is a
+    usage-only chunk, or names itself as a completion."""
+    return type(chunk.get("choices")) is list or "usage" in chunk or chunk.get("object") in _ANSWER_OBJECTS
+
+
+def _not_an_answer(payload: bytes | dict[str, Any], host: str) -> UpstreamError:
+    body = payload if isinstance(payload, bytes) else wire.dumps(payload)
+    return UpstreamError(f"upstream {host} sent a body that is not a chat answer: {_preview(body)}")
+
+
+def _answer_document(document: bytes, host: str) -> dict[str, Any]:
+    """A whole JSON answer; it must be a completion (an error object raises its own error)."""
+    if document.lstrip().startswith(b"<"):
+        raise _not_an_answer(document, host)  # a gateway's HTML page sent as JSON
+    chunk = decode_chunk(document, host)
+    if not _is_answer(chunk):
+        raise _not_an_answer(document, host)
+    return chunk
+
+
+class _Progress:
+    """How far a stream has got: whether it began as a chat answer, and whether it finished."""
+
+    __slots__ = ("answering", "finished", "host")
+
+    def __init__(self, host: str):
+        self.host = host
+        self.answering = False  # a chunk with choices arrived
+        self.finished = False  # the answer's choice has its finish_reason
+
+    def see(self, batch: list[dict[str, Any]]) -> None:
+        if self.finished:
+            return
+        for chunk in batch:
+            choices = chunk.get("choices")
+            if type(choices) is list:
+                self.answering = True
+                choice = answer_choice(choices)
+                if choice is not None and choice.get("finish_reason"):
+                    self.finished = True
+                    return
+            elif not self.answering and not _is_answer(chunk):
+                # Checked only until the answer has begun: later oddities are extensions.
+                raise _not_an_answer(chunk, self.host)
 
 
 def _decode_all(payloads: list[bytes], host: str) -> tuple[list[dict[str, Any]], UpstreamError | None]:
