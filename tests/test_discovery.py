@@ -108,6 +108,20 @@ async def test_tags_digest_is_stable_and_distinct(client: httpx.AsyncClient, app
     assert len(set(first.values())) == len(first)
 
 
+async def test_digest_changes_after_a_restart_with_other_capabilities(client_for: Any, settings: Any) -> None:
+    """llm-ollama caches a model's capabilities by its digest: a restart with other `-c` shows."""
+
+    async def digests(**changes: Any) -> dict[str, str]:
+        client = await client_for(settings.model_copy(update=changes))
+        return {m["name"]: m["digest"] for m in (await client.get("/api/tags")).json()["models"]}
+
+    before, again = await digests(), await digests()
+    after = await digests(capabilities=["tools"])
+    assert before == again  # a restart alone changes nothing
+    assert after["gpt-test:latest"] != before["gpt-test:latest"]
+    assert after["text-embedding-test:latest"] == before["text-embedding-test:latest"]  # its card is unchanged
+
+
 async def test_tags_head(client: httpx.AsyncClient) -> None:
     response = await client.head("/api/tags")
     assert response.status_code == 200 and response.content == b""

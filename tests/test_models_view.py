@@ -8,7 +8,16 @@ from typing import Any
 import pytest
 
 from oai2ollama.translate.model_views import openai_model, parameters_text, ps_entry, show_answer, tags_entry
-from oai2ollama.translate.models import ModelCard, ModelSettings, describe, listing_entries, ollama_name
+from oai2ollama.translate.models import (
+    DEFAULT_PARAMETER_COUNT,
+    ModelCard,
+    ModelSettings,
+    describe,
+    human_number,
+    listing_entries,
+    ollama_name,
+    parameters_from_id,
+)
 
 from .fakes import TRANSCRIPTS
 
@@ -245,20 +254,105 @@ def test_tags_entry() -> None:
         "digest": card().digest,
         "details": {
             "parent_model": "",
-            "format": "",
+            "format": "gguf",
             "family": "gpt",
             "families": ["gpt"],
             "parameter_size": "",
             "quantization_level": "",
             "context_length": 128000,
+            "embedding_length": 4096,
         },
         "capabilities": ["completion", "tools", "vision"],
     }
 
 
-def test_digest_depends_on_the_upstream() -> None:
-    assert card().digest != card(upstream="openrouter").digest
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"upstream": "openrouter"}, id="upstream"),
+        pytest.param({"remote_host": "https://openrouter.ai"}, id="upstream-host"),
+        pytest.param({"upstream_id": "gpt-4o-2024-08-06"}, id="upstream-id"),
+        pytest.param({"name": "openai/gpt-4o:latest", "client_id": "openai/gpt-4o"}, id="prefixed-id"),
+        pytest.param({"capabilities": ("completion", "tools")}, id="capabilities"),
+        pytest.param({"context_length": 64000}, id="context-length"),
+        pytest.param({"options": {"temperature": 0.2}}, id="options"),
+        pytest.param({"name": "fast:latest", "alias": "fast"}, id="alias"),
+    ],
+)
+def test_digest_changes_with_what_the_card_says(change: dict[str, Any]) -> None:
+    """llm-ollama caches capabilities by digest: a restart with other `-c` must show a change."""
+    assert card(**change).digest != card().digest
+    assert card(**change).digest == card(**change).digest  # stable across restarts
     assert len(card().digest) == 64
+
+
+def test_digest_ignores_what_the_card_does_not_say() -> None:
+    assert card(created=1).digest == card().digest
+    assert card(options={"a": 1, "b": 2}).digest == card(options={"b": 2, "a": 1}).digest
+
+
+@pytest.mark.parametrize(
+    ("model_id", "count"),
+    [
+        ("llama3.1:8b", 8_000_000_000),
+        ("meta-llama/Llama-3.3-70B-Instruct", 70_000_000_000),
+        ("deepseek-r1-distill-qwen-1.5b", 1_500_000_000),
+        ("HuggingFaceTB/SmolLM2-135M-Instruct", 135_000_000),
+        ("qwen2.5:0.5b", 500_000_000),
+        ("Qwen/Qwen2.5-Coder-32B-Instruct", 32_000_000_000),
+        ("mistralai/mixtral-8x7b-instruct", 56_000_000_000),
+        ("qwen3-30b-a3b", 30_000_000_000),  # total, not active, parameters
+        ("openai/gpt-oss-120b", 120_000_000_000),
+        ("gemma-3-4b-it-Q4_K_M.gguf", 4_000_000_000),
+        ("gpt-4o", None),
+        ("phi-3-mini-4k-instruct", None),  # 4k is a context length
+        ("claude-3-5-sonnet-20241022", None),
+        ("text-embedding-3-small", None),
+        ("bge-m3", None),
+        ("meta-llama/llama-3.1-8b/instruct", None),  # only the last segment names the model
+    ],
+)
+def test_parameters_from_id(model_id: str, count: int | None) -> None:
+    assert parameters_from_id(model_id) == count
+
+
+@pytest.mark.parametrize(
+    ("count", "text"),
+    [
+        (8_000_000_000, "8B"),
+        (3_880_263_168, "3.9B"),
+        (1_500_000_000, "1.5B"),
+        (494_032_768, "494.03M"),
+        (135_000_000, "135M"),
+        (22_700, "23K"),
+        (999, "999"),
+    ],
+)
+def test_human_number_as_ollama_writes_it(count: int, text: str) -> None:
+    assert human_number(count) == text
+
+
+@pytest.mark.parametrize(
+    ("entry", "parameters", "size", "width"),
+    [
+        pytest.param(
+            {"id": "gemma-3-4b-it-Q4_K_M.gguf", "meta": {"n_params": 3880263168, "n_embd": 2560}},
+            3_880_263_168,
+            "3.9B",
+            2560,
+            id="llamacpp-meta",
+        ),
+        pytest.param({"id": "llama3.1:8b"}, 8_000_000_000, "8B", 4096, id="size-in-the-tag"),
+        pytest.param({"id": "SmolLM2-135M-Instruct"}, 135_000_000, "135M", 576, id="millions"),
+        pytest.param({"id": "Llama-3.1-405B-Instruct"}, 405_000_000_000, "405B", 16384, id="largest"),
+        pytest.param({"id": "gpt-4o"}, DEFAULT_PARAMETER_COUNT, "", 4096, id="nothing-tells"),
+        pytest.param({"id": "x-7b", "meta": {"n_params": "junk", "n_embd": -1}}, 7_000_000_000, "7B", 4096, id="junk"),
+    ],
+)
+def test_size_of_a_model(entry: dict[str, Any], parameters: int, size: str, width: int) -> None:
+    described_card = describe(entry)
+    assert (described_card.parameter_count, described_card.parameter_size) == (parameters, size)
+    assert described_card.embedding_length == width
 
 
 def test_parameters_in_ollamas_format() -> None:
@@ -285,8 +379,11 @@ def test_show_answer() -> None:
     assert answer["model_info"] == {
         "general.architecture": "gpt",
         "general.basename": "gpt-4o",
+        "general.parameter_count": DEFAULT_PARAMETER_COUNT,
         "gpt.context_length": 128000,
+        "gpt.embedding_length": 4096,
     }
+    assert answer["details"]["format"] == "gguf"
     assert answer["capabilities"] == ["completion", "tools", "vision"]
     assert answer["parameters"].splitlines()[0] == "num_ctx                        128000"
     assert answer["modelfile"] == (

@@ -17,12 +17,14 @@ def _timestamp(seconds: float | None, fallback: float) -> str:
 
 
 def details(card: ModelCard) -> dict[str, Any]:
+    # `format` is what every Ollama says of its models; `parameter_size` is left empty rather
+    # than guessed when neither the upstream nor the id tells it.
     return {
         "parent_model": "",
-        "format": "",
+        "format": "gguf",
         "family": card.family,
         "families": [card.family],
-        "parameter_size": "",
+        "parameter_size": card.parameter_size,
         "quantization_level": "",
     }
 
@@ -36,7 +38,11 @@ def tags_entry(card: ModelCard, started: float) -> dict[str, Any]:
         "modified_at": _timestamp(card.created, started),
         "size": 0,
         "digest": card.digest,
-        "details": {**details(card), "context_length": card.context_length},
+        "details": {
+            **details(card),
+            "context_length": card.context_length,
+            "embedding_length": card.embedding_length,
+        },
         "capabilities": list(card.capabilities),
     }
     if not card.remote_host:
@@ -71,11 +77,15 @@ def modelfile_text(card: ModelCard) -> str:
 
 
 def show_answer(card: ModelCard, started: float) -> dict[str, Any]:
+    # `ollama show` reads these keys as numbers, and versions before 0.12 panic on a missing one:
+    # the counts are the upstream's where it publishes them, else plausible ones (see ModelCard).
     arch = card.family
     model_info: dict[str, Any] = {
         "general.architecture": arch,
         "general.basename": card.upstream_id,
+        "general.parameter_count": card.parameter_count,
         f"{arch}.context_length": card.context_length,
+        f"{arch}.embedding_length": card.embedding_length,
     }
     answer = {
         "license": "",

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,24 @@ _CAPABILITY_NAMES = {
 _EMBEDDING_ID = re.compile(r"embed|(?:^|[/_.-])(?:bge|e5|gte)(?:[/_.-]|$)|minilm|mpnet", re.IGNORECASE)
 
 
+# What `ollama show` prints for a model nothing tells the size of: a common open model's (Llama 3 8B).
+DEFAULT_PARAMETER_COUNT = 8_000_000_000
+# Typical hidden sizes of transformer models up to a parameter count (SmolLM2 135M 576, Qwen2.5
+# 0.5B 896, 1.5B 1536, Llama 3.2 3B 3072, Llama 3 8B 4096, 13B-32B 5120, 70B 8192, 405B 16384).
+_EMBEDDING_LENGTHS = (
+    (200_000_000, 576),
+    (700_000_000, 896),
+    (2_000_000_000, 1536),
+    (4_500_000_000, 3072),
+    (10_000_000_000, 4096),
+    (40_000_000_000, 5120),
+    (100_000_000_000, 8192),
+    (250_000_000_000, 12288),
+)
+# A size in an id or tag: `8b`, `70B`, `1.5b`, `135M`, `8x7b` (experts × size), standing alone.
+_SIZE_IN_ID = re.compile(r"(?<![a-z0-9.])(?:(\d+)x)?(\d+(?:\.\d+)?)([bm])(?![a-z0-9])", re.IGNORECASE)
+
+
 @dataclass(frozen=True, slots=True)
 class ModelCard:
     name: str  # what clients see and send, Ollama-style with a tag
@@ -55,14 +74,62 @@ class ModelCard:
     hidden: bool = False  # served, but not listed
     client_id: str = ""  # the id as clients see it before any alias (prefix + upstream id)
     alias: str | None = None
+    published_parameters: int | None = None  # what the upstream says (llama.cpp `meta.n_params`)
+    published_embedding_length: int | None = None  # llama.cpp `meta.n_embd`
     # Derived once: /api/tags renders every card on every call.
     family: str = field(init=False, compare=False, repr=False)
     digest: str = field(init=False, compare=False, repr=False)
+    parameter_size: str = field(init=False, compare=False, repr=False)  # "8B"; "" when only guessed
+    parameter_count: int = field(init=False, compare=False, repr=False)
+    embedding_length: int = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "family", model_family(self.upstream_id))
-        digest = hashlib.sha256(f"{self.upstream}/{self.upstream_id}".encode()).hexdigest()
-        object.__setattr__(self, "digest", digest)
+        object.__setattr__(self, "digest", card_digest(self))
+        known = self.published_parameters or parameters_from_id(self.upstream_id)
+        count = known or DEFAULT_PARAMETER_COUNT
+        object.__setattr__(self, "parameter_size", human_number(known) if known else "")
+        object.__setattr__(self, "parameter_count", count)
+        width = self.published_embedding_length or next((w for top, w in _EMBEDDING_LENGTHS if count <= top), 16384)
+        object.__setattr__(self, "embedding_length", width)
+
+
+def card_digest(card: ModelCard) -> str:
+    """A digest of what the card says, so that clients which cache a model's capabilities by its
+    digest (llm-ollama) see a change when the configuration or the upstream's metadata changes."""
+    said = [
+        card.name,
+        card.client_id,
+        card.upstream_id,
+        card.upstream,
+        card.remote_host,
+        list(card.capabilities),
+        card.context_length,
+        card.alias,
+        dict(card.options),
+    ]
+    canonical = json.dumps(said, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def parameters_from_id(model_id: str) -> int | None:
+    """The parameter count an id or tag states (`llama3.1:8b`, `Qwen2.5-1.5B-Instruct`,
+    `SmolLM2-135M`, `mixtral-8x7b`), or None; the first size named wins (`qwen3-30b-a3b`)."""
+    match = _SIZE_IN_ID.search(model_id.rsplit("/", 1)[-1])
+    if match is None:
+        return None
+    experts, size, unit = match.groups()
+    count = float(size) * (1e9 if unit in "bB" else 1e6) * (int(experts) if experts else 1)
+    return round(count) or None
+
+
+def human_number(count: int) -> str:
+    """A count as Ollama writes a parameter size (Go's `format.HumanNumber`): 8B, 1.5B, 135M, 494.03M."""
+    for scale, unit, decimals in ((1_000_000_000, "B", 1), (1_000_000, "M", 2)):
+        if count >= scale:
+            number = count / scale
+            return f"{number:.0f}{unit}" if number == int(number) else f"{number:.{decimals}f}{unit}"
+    return f"{count / 1000:.0f}K" if count >= 1000 else str(count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +291,7 @@ def describe(
         ordered = capabilities_of(detected, capabilities)
     client_id = prefix + upstream_id
     created = entry.get("created")
+    meta = _object(entry.get("meta"))
     return ModelCard(
         name=ollama_name(settings.alias or client_id),
         upstream_id=upstream_id,
@@ -236,6 +304,8 @@ def describe(
         hidden=settings.hidden,
         client_id=client_id,
         alias=settings.alias,
+        published_parameters=_first_int(meta.get("n_params")),
+        published_embedding_length=_first_int(meta.get("n_embd")),
     )
 
 
