@@ -13,6 +13,8 @@ import httpx
 import ollama
 import pytest
 
+from oai2ollama.translate.generate_context import Conversation, decode
+
 from .fakes import (
     TRANSCRIPTS,
     chunk,
@@ -281,14 +283,16 @@ async def test_generate(fake, ollama_client) -> None:
     fake.on("POST", "/chat/completions", text_stream("Rayleigh", " scattering."))
     answer = await ollama_client.generate(model=MODEL, prompt="Why is the sky blue?", system="Be brief.", stream=False)
     assert answer.response == "Rayleigh scattering."
-    assert (answer.done, answer.done_reason, answer.context, answer.eval_count) == (True, "stop", [], 7)
+    assert (answer.done, answer.done_reason, answer.eval_count) == (True, "stop", 7)
+    assert decode(answer.context) == Conversation("Be brief.", (("Why is the sky blue?", "Rayleigh scattering."),))
     assert fake.last_body["messages"] == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Why is the sky blue?"},
     ]
     parts = await generate_stream(ollama_client, prompt="Why is the sky blue?")
     assert [p.response for p in parts] == ["Rayleigh", " scattering.", ""]
-    assert parts[-1].context == [] and parts[-1].prompt_eval_count == 11
+    assert decode(parts[-1].context) == Conversation("", (("Why is the sky blue?", "Rayleigh scattering."),))
+    assert parts[-1].prompt_eval_count == 11
 
 
 async def test_generate_thinking_and_images(fake, ollama_client) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any
 
 from starlette.requests import Request
@@ -13,6 +14,7 @@ from starlette.responses import Response
 from ..catalog import Catalog
 from ..errors import BadRequest, ProxyError, ollama_body
 from ..http import NDJSON, StreamResponse, encode_stream, json_body, json_response, started
+from ..translate import generate_context
 from ..translate import ollama_request as to_openai
 from ..translate.ollama_answer import Kind, collect_batches, embed_answer, load_answer, ndjson_line, ollama_lines
 from ..translate.overrides import native_request as native_overrides
@@ -58,20 +60,29 @@ async def _answer(request: Request, kind: Kind) -> Response:
         return json_response(load_answer(kind, model, unload=unload))
     capabilities = frozenset(card.capabilities)
     req = native_overrides(req, card.options)
+    context_after: Callable[[str], list[int]] | None = None
     if kind == "chat":
         body = to_openai.chat_request(req, upstream_model=card.upstream_id, capabilities=capabilities)
         path = "/chat/completions"
-    else:
+    elif to_openai.uses_completions(req):
         body = to_openai.generate_request(req, upstream_model=card.upstream_id, capabilities=capabilities)
-        path = "/completions" if to_openai.uses_completions(req) else "/chat/completions"
+        path = "/completions"
+    else:
+        conversation = generate_context.conversation(req)
+        body = to_openai.generate_request(
+            req, upstream_model=card.upstream_id, capabilities=capabilities, conversation=conversation
+        )
+        path = "/chat/completions"
+        context_after = partial(conversation.context_after, to_openai.generate_prompt(req))
     stream = req.get("stream", True) is not False
     response = await send_upstream(request, card, path, body)
     await response.raise_for_error()
     host = response.target.host
     batches = openai_chunk_batches(response.chunks(), content_type=response.content_type, host=host)
+    answer = {"kind": kind, "model": model, "started_ns": started_ns, "context_after": context_after}
     if not stream:
-        return json_response(await collect_batches(batches, kind=kind, model=model, started_ns=started_ns))
-    lines = ollama_lines(batches, kind=kind, model=model, started_ns=started_ns)
+        return json_response(await collect_batches(batches, **answer))
+    lines = ollama_lines(batches, **answer)
     first: AsyncIterator[bytes] = await started(lines)
     return StreamResponse(encode_stream(first, bytes, _error_line), media_type=NDJSON, on_error=_error_line)
 

@@ -79,28 +79,40 @@ class OllamaEncoder:
     Content, thinking and logprobs pass on as they arrive, one chunk per piece. Tool calls are
     emitted whole, one per chunk (Zed reads only the first call of a chunk), once the upstream
     has finished them. Counts come from the upstream's usage, durations from `clock`
-    (nanoseconds): prompt evaluation lasts until the first output arrives.
+    (nanoseconds): prompt evaluation lasts until the first output arrives. A generate answer's
+    `context` is `context_after(answer text)` (see `generate_context`), or empty without it.
     """
 
     __slots__ = (
         "_chat",
         "_clock",
+        "_context_after",
         "_first_ns",
         "_kind",
         "_model",
         "_started_ns",
+        "_text",
         "_tools",
         "created_at",
         "finish_reason",
         "usage",
     )
 
-    def __init__(self, kind: Kind, model: str, started_ns: int, clock: Callable[[], int] = time.perf_counter_ns):
+    def __init__(
+        self,
+        kind: Kind,
+        model: str,
+        started_ns: int,
+        clock: Callable[[], int] = time.perf_counter_ns,
+        context_after: Callable[[str], list[int]] | None = None,
+    ):
         self._kind: Kind = kind
         self._chat = kind == "chat"
         self._model = model
         self._started_ns = started_ns
         self._clock = clock
+        self._context_after = None if self._chat else context_after
+        self._text: list[str] = []  # the answer's text, kept only to return it in `context`
         self._first_ns = 0
         self._tools = ToolCallAssembler()
         self.finish_reason: str | None = None
@@ -121,6 +133,8 @@ class OllamaEncoder:
             return None
         if not self._first_ns:
             self._first_ns = self._clock()
+        if self._context_after is not None and content:
+            self._text.append(content)
         if self._chat:
             message: dict[str, Any] = {"role": "assistant", "content": content}
             if thinking:
@@ -147,7 +161,7 @@ class OllamaEncoder:
         final["done"] = True
         final["done_reason"] = done_reason(self.finish_reason)
         if not self._chat:
-            final["context"] = []
+            final["context"] = [] if self._context_after is None else self._context_after("".join(self._text))
         prompt_tokens, completion_tokens = usage_counts(self.usage)
         final["total_duration"] = max(end_ns - self._started_ns, 1)
         final["load_duration"] = 0
@@ -168,13 +182,14 @@ async def ollama_lines(
     model: str,
     started_ns: int,
     clock: Callable[[], int] = time.perf_counter_ns,
+    context_after: Callable[[str], list[int]] | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """NDJSON for upstream chunk batches (see `openai_chunk_batches`): one write per batch.
 
     The streamed route's hot path: chunks, pieces and native chunks are read in one loop
     rather than through one async stage each. The batches are closed however it ends.
     """
-    encoder = OllamaEncoder(kind, model, started_ns, clock)
+    encoder = OllamaEncoder(kind, model, started_ns, clock, context_after)
     numbering = ToolCallNumbering()
     try:
         async for batch in batches:
@@ -200,9 +215,10 @@ async def collect_batches(
     model: str,
     started_ns: int,
     clock: Callable[[], int] = time.perf_counter_ns,
+    context_after: Callable[[str], list[int]] | None = None,
 ) -> dict[str, Any]:
     """The non-streamed answer to the upstream chunk batches that `ollama_lines` would stream."""
-    encoder = OllamaEncoder(kind, model, started_ns, clock)
+    encoder = OllamaEncoder(kind, model, started_ns, clock, context_after)
     numbering = ToolCallNumbering()
     chunks = []
     try:

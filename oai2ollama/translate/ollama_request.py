@@ -13,6 +13,8 @@ from typing import Any
 from .. import wire
 from ..errors import BadRequest
 from .answer import stable_call_id
+from .generate_context import Conversation
+from .generate_context import conversation as conversation_of
 
 THINK_LEVELS = ("low", "medium", "high", "max")
 
@@ -300,16 +302,33 @@ def uses_completions(req: dict[str, Any]) -> bool:
     return bool(req.get("suffix")) or req.get("raw") is True
 
 
-def generate_request(req: dict[str, Any], *, upstream_model: str, capabilities: frozenset[str]) -> dict[str, Any]:
-    """A prompt (with `system` and `images`) becomes a one-turn chat; `suffix` or `raw` a /completions body."""
+def generate_prompt(req: dict[str, Any]) -> str:
     prompt = req.get("prompt")
     if prompt is None:
-        prompt = ""
+        return ""
     if not isinstance(prompt, str):
         raise BadRequest("prompt must be a string")
+    return prompt
+
+
+def generate_request(
+    req: dict[str, Any],
+    *,
+    upstream_model: str,
+    capabilities: frozenset[str],
+    conversation: Conversation | None = None,
+) -> dict[str, Any]:
+    """A prompt (with `system` and `images`) becomes a chat turn after the conversation its
+    `context` carries (`conversation`, when the caller has read it already); `suffix` or `raw`
+    a /completions body, which takes no context."""
+    prompt = generate_prompt(req)
     body: dict[str, Any] = {"model": upstream_model}
     legacy = uses_completions(req)
     if legacy:
+        if req.get("context"):
+            # Ollama refuses it too: the prompt is sent exactly as given, with nothing before it.
+            mode = "in raw mode" if req.get("raw") is True else "with suffix (fill-in-the-middle)"
+            raise BadRequest(f"context is not supported {mode}")
         suffix = req.get("suffix")
         if suffix is not None and not isinstance(suffix, str):
             raise BadRequest("suffix must be a string")
@@ -317,12 +336,9 @@ def generate_request(req: dict[str, Any], *, upstream_model: str, capabilities: 
         if suffix:
             body["suffix"] = suffix
     else:
-        messages: list[dict[str, Any]] = []
-        system = req.get("system")
-        if system:
-            if not isinstance(system, str):
-                raise BadRequest("system must be a string")
-            messages.append({"role": "system", "content": system})
+        if conversation is None:
+            conversation = conversation_of(req)
+        messages = conversation.messages()
         messages.append({"role": "user", "content": _user_content(prompt, req.get("images"), "images")})
         body["messages"] = messages
     _common(req, body, capabilities, legacy=legacy)
