@@ -46,11 +46,6 @@ def test_show_an_embedding_model(ollama_api: ollama.Client) -> None:
     assert ollama_api.show("tiny-embed").capabilities == ["embedding"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: /api/show has no model_info['general.parameter_count'], although llama-server publishes "
-    "meta.n_params; the Ollama CLI's `ollama show` reads it as a number and fails without it",
-)
 def test_show_gives_the_parameter_count(ollama_api: ollama.Client, stack: Stack) -> None:
     shown = ollama_api.show("tiny")
     assert shown.modelinfo is not None
