@@ -7,17 +7,9 @@ from typing import Any
 
 import pytest
 
+from oai2ollama.translate.model_sizes import DEFAULT_PARAMETER_COUNT, human_number, parameters_from_id
 from oai2ollama.translate.model_views import openai_model, parameters_text, ps_entry, show_answer, tags_entry
-from oai2ollama.translate.models import (
-    DEFAULT_PARAMETER_COUNT,
-    ModelCard,
-    ModelSettings,
-    describe,
-    human_number,
-    listing_entries,
-    ollama_name,
-    parameters_from_id,
-)
+from oai2ollama.translate.models import ModelCard, ModelSettings, describe, listing_entries, ollama_name
 
 from .fakes import TRANSCRIPTS
 

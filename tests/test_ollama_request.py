@@ -10,14 +10,13 @@ import pytest
 
 from oai2ollama.errors import BadRequest
 from oai2ollama.translate.answer import stable_call_id
+from oai2ollama.translate.images import image_url, sniff_image_type
 from oai2ollama.translate.ollama_request import (
     chat_messages,
     chat_request,
     embed_inputs,
     embed_request,
     generate_request,
-    image_url,
-    sniff_image_type,
     uses_completions,
 )
 

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .model_sizes import DEFAULT_PARAMETER_COUNT, embedding_length_for, human_number, parameters_from_id
+
 ALL_CAPABILITIES = ("completion", "tools", "insert", "vision", "embedding", "thinking")
 # The capabilities an upstream's metadata can speak for, one "dimension" at a time: a default
 # (`--capabilities`) only fills a dimension the metadata is silent about.
@@ -41,24 +43,6 @@ _CAPABILITY_NAMES = {
 }
 # Ids of common embedding models that do not say "embed" (bge-m3, multilingual-e5, gte-large, all-MiniLM).
 _EMBEDDING_ID = re.compile(r"embed|(?:^|[/_.-])(?:bge|e5|gte)(?:[/_.-]|$)|minilm|mpnet", re.IGNORECASE)
-
-
-# What `ollama show` prints for a model nothing tells the size of: a common open model's (Llama 3 8B).
-DEFAULT_PARAMETER_COUNT = 8_000_000_000
-# Typical hidden sizes of transformer models up to a parameter count (SmolLM2 135M 576, Qwen2.5
-# 0.5B 896, 1.5B 1536, Llama 3.2 3B 3072, Llama 3 8B 4096, 13B-32B 5120, 70B 8192, 405B 16384).
-_EMBEDDING_LENGTHS = (
-    (200_000_000, 576),
-    (700_000_000, 896),
-    (2_000_000_000, 1536),
-    (4_500_000_000, 3072),
-    (10_000_000_000, 4096),
-    (40_000_000_000, 5120),
-    (100_000_000_000, 8192),
-    (250_000_000_000, 12288),
-)
-# A size in an id or tag: `8b`, `70B`, `1.5b`, `135M`, `8x7b` (experts × size), standing alone.
-_SIZE_IN_ID = re.compile(r"(?<![a-z0-9.])(?:(\d+)x)?(\d+(?:\.\d+)?)([bm])(?![a-z0-9])", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +74,7 @@ class ModelCard:
         count = known or DEFAULT_PARAMETER_COUNT
         object.__setattr__(self, "parameter_size", human_number(known) if known else "")
         object.__setattr__(self, "parameter_count", count)
-        width = self.published_embedding_length or next((w for top, w in _EMBEDDING_LENGTHS if count <= top), 16384)
+        width = self.published_embedding_length or embedding_length_for(count)
         object.__setattr__(self, "embedding_length", width)
 
 
@@ -110,26 +94,6 @@ def card_digest(card: ModelCard) -> str:
     ]
     canonical = json.dumps(said, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def parameters_from_id(model_id: str) -> int | None:
-    """The parameter count an id or tag states (`llama3.1:8b`, `Qwen2.5-1.5B-Instruct`,
-    `SmolLM2-135M`, `mixtral-8x7b`), or None; the first size named wins (`qwen3-30b-a3b`)."""
-    match = _SIZE_IN_ID.search(model_id.rsplit("/", 1)[-1])
-    if match is None:
-        return None
-    experts, size, unit = match.groups()
-    count = float(size) * (1e9 if unit in "bB" else 1e6) * (int(experts) if experts else 1)
-    return round(count) or None
-
-
-def human_number(count: int) -> str:
-    """A count as Ollama writes a parameter size (Go's `format.HumanNumber`): 8B, 1.5B, 135M, 494.03M."""
-    for scale, unit, decimals in ((1_000_000_000, "B", 1), (1_000_000, "M", 2)):
-        if count >= scale:
-            number = count / scale
-            return f"{number:.0f}{unit}" if number == int(number) else f"{number:.{decimals}f}{unit}"
-    return f"{count / 1000:.0f}K" if count >= 1000 else str(count)
 
 
 @dataclass(frozen=True, slots=True)
