@@ -11,6 +11,7 @@ from contextvars import ContextVar
 
 from .errors import ProxyError
 from .model_rules import Globs
+from .records import ErrorKind
 from .translate.models import ModelCard
 
 # The model globs the current request's key may use; None: any model (no key, or an unrestricted one).
@@ -42,7 +43,7 @@ def visible(cards: Iterable[ModelCard]) -> list[ModelCard]:
 def check(name: str, card: ModelCard) -> None:
     """Refuse (403) a model the caller's key may not use."""
     if not may_use(card):
-        raise ProxyError(f"this API key may not use model '{name}'", status=403)
+        raise ProxyError(f"this API key may not use model '{name}'", status=403, kind=ErrorKind.REFUSED)
 
 
 def view_key(view: str) -> str | tuple[str, tuple[str, ...]]:

@@ -16,11 +16,11 @@ from .catalog import Catalog
 from .config import Settings
 from .configuration import assemble
 from .disconnect import CancelOnDisconnect
-from .errors import ProxyError, anthropic_body, dialect, ollama_body, openai_body
+from .errors import ProxyError, anthropic_body, dialect, error_kind, ollama_body, openai_body
 from .guards import Guards, policy_from
 from .http import InFlight, json_response
 from .in_use import ModelsInUse
-from .records import Observer
+from .records import ErrorKind, Observer, RequestState
 from .request_log import RequestLog
 from .routes import anthropic, discovery, native, openai, responses
 from .upstream import Upstreams
@@ -41,11 +41,13 @@ def error_response(path: str, status: int, message: str, headers: dict[str, str]
 
 async def _proxy_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProxyError)
+    setattr(request.state, RequestState.ERROR_KIND, error_kind(exc))
     return error_response(request.url.path, exc.status, exc.message, exc.headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    setattr(request.state, RequestState.ERROR_KIND, ErrorKind.BAD_REQUEST)
     message = exc.detail if exc.status_code != 404 else f"{request.method} {request.url.path} not found"
     if exc.status_code == 405:
         message = f"method {request.method} not allowed on {request.url.path}"

@@ -21,6 +21,7 @@ from .configuration import CatalogConfig, Source
 from .errors import ProxyError, UpstreamError, model_not_found
 from .model_index import ModelIndex
 from .model_rules import settings_for
+from .records import ErrorKind
 from .target import Target
 from .translate.dialects import DIALECTS, Dialect, kind_from_models
 from .translate.models import ModelCard, describe, listing_entries, ollama_name
@@ -71,7 +72,7 @@ class Catalog:
                 for s in self._sources
                 if s.name in self._failing
             )
-            raise UpstreamError(f"cannot list models: {problems}")
+            raise UpstreamError(f"cannot list models: {problems}", kind=ErrorKind.UNREACHABLE)
         return access.visible(self.index.listed)
 
     async def resolve(self, name: object) -> ModelCard:
@@ -109,7 +110,8 @@ class Catalog:
                 problem = self._failing[source.name]
                 raise UpstreamError(
                     f"cannot tell whether upstream {source.name} ({source.target.host}) serves model '{name}': "
-                    f"its models cannot be listed: {problem}"
+                    f"its models cannot be listed: {problem}",
+                    kind=ErrorKind.UNREACHABLE,
                 )
             raise model_not_found(name)
         access.check(name, card)

@@ -66,10 +66,14 @@ class Defaults:
 
 @dataclass(frozen=True)
 class InboundKey:
-    """One `[[keys]]` table: a key clients may send, and the models it may use (None: every model)."""
+    """One `[[keys]]` table: a key clients may send, and the models it may use (None: every model).
+
+    `name` stands for the key wherever requests are recorded (logs, usage, metrics never hold the key).
+    """
 
     key: str = field(repr=False)
     models: Globs | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -296,11 +300,14 @@ class _Reader:
             if same is not None:
                 # Two tables with one key would leave its model list ambiguous; never echo the key.
                 raise self.fail(where, f"the same key as [[keys]] #{same}; give each key once")
+            named = next((n for n, other in enumerate(found, 1) if key.name and other.name == key.name), None)
+            if named is not None:
+                raise self.fail(_join(where, "name"), f"{key.name!r} is the name of [[keys]] #{named} already")
             found.append(key)
         return tuple(found)
 
     def inbound_key(self, table: Mapping[str, Any], where: str, environ: Mapping[str, str]) -> InboundKey:
-        self.keys(table, where, ("key", "key_env", "models"))
+        self.keys(table, where, ("key", "key_env", "models", "name"))
         if "key" in table and "key_env" in table:
             raise self.fail(_join(where, "key_env"), "give key or key_env, not both")
         if "key" in table:
@@ -319,7 +326,8 @@ class _Reader:
             if not patterns:
                 raise self.fail(_join(where, "models"), "lists no model; leave it out to allow every model")
             models = Globs(patterns)
-        return InboundKey(key, models)
+        name = self.string(table["name"], _join(where, "name")).strip() if "name" in table else None
+        return InboundKey(key, models, name or None)
 
 
 def _join(where: str, key: str) -> str:

@@ -9,7 +9,7 @@ raises a ValueError meant for the user as is (the CLI prints it and exits 2).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import config_file
 from .config import Settings
@@ -106,14 +106,26 @@ def _catalog(settings: Settings, file: ConfigFile | None) -> CatalogConfig:
 
 
 def _keys(settings: Settings, file: ConfigFile | None) -> tuple[InboundKey, ...]:
-    """The inbound keys; a problem is named without showing the key itself."""
-    file_keys = file.keys if file else ()
-    flag_keys = [InboundKey(secret.get_secret_value().strip()) for secret in settings.server_api_key]
+    """The inbound keys, each with a name: its own, else `key-1`, `key-2`… for flag keys and
+    `file-key-N` for the file's Nth `[[keys]]` table. A problem is named without showing the key."""
+    file_keys = [
+        key if key.name else replace(key, name=f"file-key-{number}")
+        for number, key in enumerate(file.keys if file else (), 1)
+    ]
+    flag_keys = [
+        InboundKey(secret.get_secret_value().strip(), name=f"key-{number}")
+        for number, secret in enumerate(settings.server_api_key, 1)
+    ]
     if len({key.key for key in flag_keys}) < len(flag_keys):
         raise ValueError("server-api-key: the same key is given twice")
     for number, key in enumerate(file_keys, 1):
         if any(key.key == flag.key for flag in flag_keys):
             raise ValueError(
                 f"{settings.config}: [[keys]] #{number}: the same key is given by --server-api-key; give it once"
+            )
+        if any(key.name == flag.name for flag in flag_keys):
+            raise ValueError(
+                f"{settings.config}: [[keys]] #{number} name: {key.name!r} is the name of a --server-api-key key; "
+                "choose another name"
             )
     return (*flag_keys, *file_keys)

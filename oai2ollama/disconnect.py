@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .http import SHUTTING_DOWN, HTTPMiddleware, InFlight, ending
+from .records import ErrorKind, RequestState, state_of
 from .request_log import escaped
 
 log = logging.getLogger("oai2ollama")
@@ -80,12 +81,14 @@ class CancelOnDisconnect(HTTPMiddleware):
         except asyncio.CancelledError:
             if ending(scope) and not cancelled:
                 handler.uncancel()
+                state_of(scope)[RequestState.ERROR_KIND] = ErrorKind.SHUTDOWN
                 if not responding and self.render is not None:
                     await self.render(scope["path"], 503, SHUTTING_DOWN)(scope, receive, send)
                 return
             # Only the cancellation `watch` caused ends here; the server's own (forced exit) goes on.
             if not cancelled or handler.uncancel() > 0:
                 raise
+            state_of(scope)[RequestState.ERROR_KIND] = ErrorKind.CLIENT_CLOSED
             log.info("%s %s: the client went away before the answer began", scope["method"], escaped(scope["path"]))
         finally:
             self.in_flight.discard(handler)

@@ -11,17 +11,23 @@ from http import HTTPStatus
 from typing import Any
 
 from . import wire
+from .records import ErrorKind
 
 
 class ProxyError(Exception):
+    """`kind`: one of `records.ErrorKind`, for the request's record; see `error_kind`."""
+
     status = 500
 
-    def __init__(self, message: str, status: int | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self, message: str, status: int | None = None, headers: dict[str, str] | None = None, *, kind: str | None = None
+    ):
         super().__init__(message)
         self.message = message
         if status is not None:
             self.status = status
         self.headers = headers or {}
+        self.kind = kind
 
 
 class BadRequest(ProxyError):
@@ -36,6 +42,15 @@ class UpstreamError(ProxyError):
     """The upstream answered with an error, could not be reached, or broke its protocol."""
 
     status = 502
+
+
+def error_kind(exc: ProxyError) -> str:
+    """What kind of failure `exc` is (`records.ErrorKind`): as it was raised, else by its class and status."""
+    if exc.kind is not None:
+        return exc.kind
+    if isinstance(exc, UpstreamError):
+        return ErrorKind.UPSTREAM_INVALID  # transport failures and the upstream's statuses say their kind
+    return ErrorKind.BAD_REQUEST if exc.status < 500 else ErrorKind.INTERNAL
 
 
 def model_not_found(name: str) -> NotFound:

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import wire
 from .errors import BadRequest, ProxyError
+from .records import ErrorKind, RequestState, state_of
 
 log = logging.getLogger("oai2ollama")
 
@@ -62,7 +63,11 @@ async def json_body(request: Request) -> dict[str, Any]:
     try:
         body = await request.body()
     except ClientDisconnect:
-        raise ProxyError("the client closed the connection before sending its whole request", CLIENT_CLOSED) from None
+        raise ProxyError(
+            "the client closed the connection before sending its whole request",
+            CLIENT_CLOSED,
+            kind=ErrorKind.CLIENT_CLOSED,
+        ) from None
     if not body.strip():
         raise BadRequest("missing request body")
     try:
@@ -117,6 +122,7 @@ class StreamResponse(StreamingResponse):
                     chunk = chunk.encode(self.charset)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except CutOff:
+            state_of(self._scope)[RequestState.ERROR_KIND] = ErrorKind.MID_STREAM
             # Without the closing message the server drops the connection mid-body (an incomplete
             # chunked body), the only way HTTP/1.1 has to say "this answer is not whole".
             return
@@ -124,6 +130,7 @@ class StreamResponse(StreamingResponse):
             if not ending(self._scope) or self._on_error is None:
                 raise
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            state_of(self._scope)[RequestState.ERROR_KIND] = ErrorKind.SHUTDOWN
             aclose = getattr(self.body_iterator, "aclose", None)
             if aclose is not None:
                 await aclose()  # the upstream request ends here, not when the server closes
@@ -138,11 +145,13 @@ async def encode_stream(
     items: AsyncIterable[Any],
     encode: Callable[[Any], bytes],
     on_error: Callable[[ProxyError], bytes],
+    state: dict[str, Any] | None = None,
 ) -> AsyncIterator[bytes]:
     """Encode a stream of answers; a failure after the first byte becomes one final error item.
 
     A body with no way to carry an error (a relayed JSON document) has `on_error` return `b""`:
-    `CutOff` is raised instead, and `StreamResponse` breaks the body off.
+    `CutOff` is raised instead, and `StreamResponse` breaks the body off. A failure is noted in
+    `state`, the request's (see `records`).
     """
     iterator = aiter(items)
     try:
@@ -161,6 +170,8 @@ async def encode_stream(
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:
             await aclose()
+    if state is not None:
+        state[RequestState.ERROR_KIND] = ErrorKind.MID_STREAM
     last = on_error(error)
     if not last:
         raise CutOff(error.message)

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import dialect
 from .http import HTTPMiddleware
-from .records import Observer, RequestRecord, RequestState, state_of
+from .records import ErrorKind, Observer, RequestRecord, RequestState, state_of
 
 log = logging.getLogger("oai2ollama")
 
@@ -47,20 +47,31 @@ class RequestLog(HTTPMiddleware):
         started = time.perf_counter()
         status = 0
         first_byte: float | None = None
+        whole = False  # the answer's last body message went out
 
         async def send_and_note(message: Message) -> None:
-            nonlocal status, first_byte
+            nonlocal status, first_byte, whole
             if message["type"] == "http.response.start":
                 status = message["status"]
-            elif first_byte is None and message.get("body"):
-                first_byte = time.perf_counter() - started
+            elif message["type"] == "http.response.body":
+                if first_byte is None and message.get("body"):
+                    first_byte = time.perf_counter() - started
+                if not message.get("more_body", False):
+                    whole = True
             await send(message)
 
         try:
             await self.app(scope, receive, send_and_note)
+        except Exception:
+            # Rendered as a 500 by the server-error middleware outside this one.
+            state_of(scope).setdefault(RequestState.ERROR_KIND, ErrorKind.INTERNAL)
+            status = status or 500
+            whole = True
+            raise
         finally:
+            ended = time.perf_counter()
             if self.observers:
-                self._observe(scope, status, time.perf_counter() - started, first_byte)
+                self._observe(scope, status, whole, started, ended, first_byte)
             if log.isEnabledFor(logging.INFO):
                 model = scope.get("state", {}).get("model")
                 log.info(
@@ -69,13 +80,24 @@ class RequestLog(HTTPMiddleware):
                     escaped(scope["path"]),
                     f" model={escaped(model)}" if model else "",
                     status or "-",
-                    (time.perf_counter() - started) * 1000,
+                    (ended - started) * 1000,
                 )
 
-    def _observe(self, scope: Scope, status: int, duration: float, first_byte: float | None) -> None:
+    def _observe(
+        self, scope: Scope, status: int, whole: bool, started: float, ended: float, first_byte: float | None
+    ) -> None:
         state = state_of(scope)
         card = state.get(RequestState.CARD)
         headers = dict(scope["headers"])
+        usage = state.get(RequestState.USAGE)
+        if callable(usage):
+            try:
+                usage = usage()
+            except Exception:  # the record goes out without it rather than not at all
+                log.exception("reading a request's usage failed")
+                usage = None
+        sent = state.get(RequestState.UPSTREAM_SENT)
+        duration = ended - started
         record = RequestRecord(
             started_at=time.time() - duration,
             method=scope["method"],
@@ -90,11 +112,22 @@ class RequestLog(HTTPMiddleware):
             key_name=state.get(RequestState.KEY_NAME),
             client=headers.get(b"user-agent", b"").decode("latin-1")[:_SHOWN],
             streamed=bool(state.get(RequestState.STREAMED)),
-            error_kind=state.get(RequestState.ERROR_KIND),
-            usage=state.get(RequestState.USAGE),
+            error_kind=state.get(RequestState.ERROR_KIND) or _unnamed_failure(status, whole),
+            usage=usage,
+            upstream_duration=ended - sent if sent is not None else None,
         )
         for observe in self.observers:
             try:
                 observe(record)
             except Exception:  # an observer's bug must not fail the request it observes
                 log.exception("a request observer failed")
+
+
+def _unnamed_failure(status: int, whole: bool) -> str | None:
+    """The kind of a failure nothing named: an answer never begun or never finished is one the
+    client left (the server's own endings name themselves), an error status one we gave."""
+    if status == 0 or not whole:
+        return ErrorKind.CLIENT_CLOSED
+    if status >= 400:
+        return ErrorKind.BAD_REQUEST if status < 500 else ErrorKind.INTERNAL
+    return None

@@ -17,6 +17,7 @@ import httpx
 from . import __version__, wire
 from .errors import UpstreamError, message_from_body
 from .masking import Secrets
+from .records import ErrorKind
 from .target import Target
 from .transport import AiohttpTransport
 from .upstream_faults import cause, deadline_error, mid_stream_error, preview, redirected, timeout_error
@@ -32,6 +33,7 @@ RATE_LIMIT_PREFIXES = ("x-ratelimit-", "ratelimit-")
 ERROR_BODY_LIMIT = 64 * 1024
 # Redirects are followed within the upstream's own origin only, and only this many in a row.
 MAX_REDIRECTS = 5
+_UNREACHABLE = ErrorKind.UNREACHABLE
 
 
 def relayed_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -173,7 +175,12 @@ class Response:
             body = b""  # the status says what went wrong; a body that broke off adds nothing
         message = message_from_body(self.status, body, self._response.reason_phrase)
         # The body was masked as it was read; a key the upstream wrote JSON-escaped is unescaped only now.
-        raise UpstreamError(self.secrets.mask(message), status=self.status, headers=error_headers(self.headers))
+        raise UpstreamError(
+            self.secrets.mask(message),
+            status=self.status,
+            headers=error_headers(self.headers),
+            kind=ErrorKind.of_upstream_status(self.status),
+        )
 
 
 class _NoCookies(httpx.Cookies):
@@ -292,11 +299,11 @@ class Upstreams:
             raise timeout_error(target, exc, self._read_timeout) from None
         except (httpx.ConnectError, httpx.UnsupportedProtocol) as exc:
             why = secrets.mask(cause(exc))
-            raise UpstreamError(f"cannot reach upstream {target.address}: {why}", status=502) from None
+            raise UpstreamError(f"cannot reach upstream {target.address}: {why}", 502, kind=_UNREACHABLE) from None
         except httpx.HTTPError as exc:
             # A parser's complaint quotes the upstream's bytes, which may echo what it was sent.
             why = secrets.mask(cause(exc))
-            raise UpstreamError(f"upstream {target.address} failed to answer: {why}", status=502) from None
+            raise UpstreamError(f"upstream {target.address} failed to answer: {why}", 502, kind=_UNREACHABLE) from None
         return Response(target, response, self._read_timeout, secrets, deadline)
 
     async def _exchange(self, target: Target, request: httpx.Request) -> httpx.Response:
@@ -316,7 +323,8 @@ class Upstreams:
                 return response
             await response.aclose()
             request = redirected(target, request, response)
-        raise UpstreamError(f"upstream {target.address} redirected more than {MAX_REDIRECTS} times", status=502)
+        too_many = f"upstream {target.address} redirected more than {MAX_REDIRECTS} times"
+        raise UpstreamError(too_many, 502, kind=_UNREACHABLE)
 
     async def get_json(self, target: Target, path: str) -> Any:
         response = await self.send(target, "GET", path)

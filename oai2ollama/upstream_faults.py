@@ -6,10 +6,12 @@ from __future__ import annotations
 import httpx
 
 from .errors import UpstreamError
+from .records import ErrorKind
 from .target import Target
 from .transport import describe_os_error
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_TIMEOUT = ErrorKind.TIMEOUT
 
 
 def origin_of(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -21,7 +23,9 @@ def redirected(target: Target, request: httpx.Request, response: httpx.Response)
     try:
         url = request.url.join(response.headers["location"])
     except httpx.InvalidURL:
-        raise UpstreamError(f"upstream {target.address} redirected to an invalid address", status=502) from None
+        raise UpstreamError(
+            f"upstream {target.address} redirected to an invalid address", status=502, kind=ErrorKind.UNREACHABLE
+        ) from None
     if origin_of(url) != origin_of(request.url):
         # Only the origin is named: a path or query may carry a signed token.
         scheme, host, port = origin_of(url)
@@ -30,6 +34,7 @@ def redirected(target: Target, request: httpx.Request, response: httpx.Response)
             "oai2ollama does not follow it, so that the key, headers and conversation go nowhere else "
             "(point the base URL at the new address if the upstream has moved)",
             status=502,
+            kind=ErrorKind.UNREACHABLE,
         )
     method, content = request.method, request.content
     headers = request.headers.copy()
@@ -62,25 +67,27 @@ def cause(exc: BaseException) -> str:
 
 def timeout_error(target: Target, exc: httpx.TimeoutException, read_timeout: float) -> UpstreamError:
     if isinstance(exc, httpx.ConnectTimeout):
-        return UpstreamError(f"upstream {target.address} did not accept a connection in time", status=504)
+        return UpstreamError(f"upstream {target.address} did not accept a connection in time", 504, kind=_TIMEOUT)
     if isinstance(exc, httpx.PoolTimeout):
-        return UpstreamError(f"no free connection to upstream {target.address} in time", status=504)
+        return UpstreamError(f"no free connection to upstream {target.address} in time", 504, kind=_TIMEOUT)
     if isinstance(exc, httpx.WriteTimeout):
         return UpstreamError(
-            f"upstream {target.address} stopped reading the request for {read_timeout:g} s", status=504
+            f"upstream {target.address} stopped reading the request for {read_timeout:g} s", 504, kind=_TIMEOUT
         )
-    return UpstreamError(f"upstream {target.address} did not answer within {read_timeout:g} s", status=504)
+    return UpstreamError(f"upstream {target.address} did not answer within {read_timeout:g} s", 504, kind=_TIMEOUT)
 
 
 def deadline_error(target: Target, seconds: float) -> UpstreamError:
-    return UpstreamError(f"the request timeout of {seconds:g} s passed before upstream {target.address} finished", 504)
+    return UpstreamError(
+        f"the request timeout of {seconds:g} s passed before upstream {target.address} finished", 504, kind=_TIMEOUT
+    )
 
 
 def mid_stream_error(target: Target, exc: httpx.HTTPError, read_timeout: float | None) -> UpstreamError:
     if isinstance(exc, httpx.TimeoutException):
         within = f" (over {read_timeout:g} s)" if read_timeout is not None else ""
-        return UpstreamError(f"upstream {target.host} stopped sending for too long{within}", status=504)
-    return UpstreamError(f"upstream {target.host} broke off the answer: {cause(exc)}", status=502)
+        return UpstreamError(f"upstream {target.host} stopped sending for too long{within}", 504, kind=_TIMEOUT)
+    return UpstreamError(f"upstream {target.host} broke off the answer: {cause(exc)}", 502, kind=ErrorKind.UNREACHABLE)
 
 
 def preview(body: bytes, limit: int = 120) -> str:

@@ -22,6 +22,7 @@ from ..access import caller_models
 from ..config import DEFAULT_MAX_BODY_SIZE, Settings
 from ..config_file import InboundKey
 from ..http import HTTPMiddleware
+from ..records import ErrorKind, RequestState, state_of
 from .body_limit import BodyLimit
 from .hosts import HostCheck, allowed_names, is_loopback, one_host
 from .keys import CREDENTIAL_HEADERS, KeyRing, unreadable_credentials
@@ -88,10 +89,12 @@ class Guards(HTTPMiddleware):
                 # The key is ours, not the upstream's: it must not be forwarded.
                 scope["headers"] = [item for item in scope["headers"] if item[0] not in CREDENTIAL_HEADERS]
                 models = key.models
+                state_of(scope)[RequestState.KEY_NAME] = key.name
         length = headers.get(b"content-length")
         if refusal is None:
             refusal = policy.body.check(length)
         if refusal is not None:
+            state_of(scope)[RequestState.ERROR_KIND] = ErrorKind.REFUSED
             response = self.render(scope["path"], refusal.status, refusal.message, refusal.headers)
             await response(scope, receive, send)
             return

@@ -7,7 +7,8 @@ request and return a response) do not use — a third of a proxied request's tim
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -18,6 +19,7 @@ from ..catalog import Catalog
 from ..translate.dialects import adapt
 from ..translate.models import ModelCard
 from ..translate.overrides import request_timeout
+from ..translate.usage import Meter, request_tokens, token_usage
 from ..upstream import Response as UpstreamResponse
 from ..upstream import Upstreams
 
@@ -47,6 +49,7 @@ async def send_upstream(
     if path == "/chat/completions":  # the legacy /completions knows only `max_tokens`
         body = adapt(body, catalog.dialect(target), translated=translated)
     timeout = request_timeout(card.options, request.app.state.settings.request_timeout)
+    request.state.upstream_sent = time.perf_counter()
     response = await upstreams.send(
         target, "POST", path, body=body, client_headers=request.headers, request_timeout=timeout
     )
@@ -54,3 +57,16 @@ async def send_upstream(
     if response.ok:
         request.app.state.in_use.touch(card)
     return response
+
+
+def record_usage(request: Request, meter: Meter, body: Mapping[str, Any], input_tokens: int | None = None) -> None:
+    """The answer's usage for the request's record, read from `meter` once the answer is over;
+    counts the upstream leaves out are estimated from `body` (the request sent upstream) or
+    `input_tokens`, and from the answer's text."""
+
+    def estimate_input() -> int:
+        return input_tokens if input_tokens is not None else request_tokens(body)
+
+    request.state.usage = lambda: token_usage(
+        meter.usage, input_estimate=estimate_input, output_chars=meter.output_chars
+    )

@@ -14,13 +14,15 @@ from .. import wire
 from ..catalog import Catalog
 from ..errors import BadRequest, ProxyError, anthropic_body
 from ..http import SSE, StreamResponse, encode_stream, json_body, json_response, started
+from ..records import state_of
 from ..translate.answer import pieces
 from ..translate.anthropic_answer import collect_message, message_events
 from ..translate.anthropic_request import messages_request
 from ..translate.anthropic_tokens import estimate_input_tokens
 from ..translate.overrides import openai_request as openai_overrides
 from ..translate.streams import openai_chunks
-from . import RouteTable, send_upstream
+from ..translate.usage import Meter
+from . import RouteTable, record_usage, send_upstream
 
 routes = RouteTable()
 
@@ -45,11 +47,15 @@ async def messages(request: Request) -> Response:
     response = await send_upstream(request, card, "/chat/completions", body)
     await response.raise_for_error()
     upstream_chunks = openai_chunks(response.chunks(), content_type=response.content_type, host=response.target.host)
-    events = message_events(pieces(upstream_chunks), model=req["model"], input_tokens=estimate)
+    meter = Meter()
+    record_usage(request, meter, body, input_tokens=estimate)
+    events = message_events(pieces(upstream_chunks), model=req["model"], input_tokens=estimate, meter=meter)
     if req.get("stream") is not True:
         return json_response(await collect_message(events))
     first: AsyncIterator[dict[str, Any]] = await started(events)
-    return StreamResponse(encode_stream(first, _frame, _error_frame), media_type=SSE, on_error=_error_frame)
+    request.state.streamed = True
+    stream_body = encode_stream(first, _frame, _error_frame, state_of(request.scope))
+    return StreamResponse(stream_body, media_type=SSE, on_error=_error_frame)
 
 
 @routes("/v1/messages/count_tokens", "POST")

@@ -14,12 +14,14 @@ from starlette.responses import Response
 from ..catalog import Catalog
 from ..errors import BadRequest, ProxyError, ollama_body
 from ..http import NDJSON, StreamResponse, encode_stream, json_body, json_response, started
+from ..records import state_of
 from ..translate import generate_context
 from ..translate import ollama_request as to_openai
 from ..translate.ollama_answer import Kind, collect_batches, embed_answer, load_answer, ndjson_line, ollama_lines
 from ..translate.overrides import native_request as native_overrides
 from ..translate.streams import openai_chunk_batches
-from . import Endpoint, RouteTable, send_upstream
+from ..translate.usage import Meter, request_tokens, token_usage
+from . import Endpoint, RouteTable, record_usage, send_upstream
 
 routes = RouteTable()
 
@@ -80,11 +82,15 @@ async def _answer(request: Request, kind: Kind) -> Response:
     host = response.target.host
     batches = openai_chunk_batches(response.chunks(), content_type=response.content_type, host=host)
     answer = {"kind": kind, "model": model, "started_ns": started_ns, "context_after": context_after}
+    meter = Meter()
+    record_usage(request, meter, body)
     if not stream:
-        return json_response(await collect_batches(batches, **answer))
-    lines = ollama_lines(batches, **answer)
+        return json_response(await collect_batches(batches, **answer, meter=meter))
+    lines = ollama_lines(batches, **answer, meter=meter)
     first: AsyncIterator[bytes] = await started(lines)
-    return StreamResponse(encode_stream(first, bytes, _error_line), media_type=NDJSON, on_error=_error_line)
+    request.state.streamed = True
+    stream_body = encode_stream(first, bytes, _error_line, state_of(request.scope))
+    return StreamResponse(stream_body, media_type=NDJSON, on_error=_error_line)
 
 
 def _answer_as(kind: Kind) -> Endpoint:
@@ -109,6 +115,8 @@ async def _embeddings(request: Request, req: dict[str, Any], inputs: list[str], 
     response = await send_upstream(request, card, "/embeddings", body)
     await response.raise_for_error()
     answer = await response.json()
+    usage = answer.get("usage") if isinstance(answer, dict) else None
+    request.state.usage = token_usage(usage, input_estimate=lambda: request_tokens(body))  # no output: vectors
     return embed_answer(
         model,
         answer,

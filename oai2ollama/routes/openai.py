@@ -7,6 +7,8 @@ are dropped on the way up.
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,9 +16,11 @@ from .. import wire
 from ..catalog import Catalog
 from ..errors import ProxyError, UpstreamError, message_from_body, openai_body
 from ..http import StreamResponse, encode_stream, json_body, json_response
+from ..records import ErrorKind, state_of
 from ..translate.model_views import openai_model
 from ..translate.openai_request import upstream_request
 from ..translate.overrides import openai_request as openai_overrides
+from ..translate.usage import UsageTap, request_tokens, token_usage
 from ..upstream import ERROR_BODY_LIMIT, relayed_headers
 from ..upstream import Response as UpstreamResponse
 from . import Endpoint, RouteTable, send_upstream
@@ -57,12 +61,34 @@ async def _relay(request: Request, path: str) -> Response:
     body = openai_overrides(body, card.options, path=path, capabilities=frozenset(card.capabilities))
     response = await send_upstream(request, card, path, body, translated=False)
     if not response.ok:
+        request.state.error_kind = ErrorKind.of_upstream_status(response.status)
         return await relay_error(response)
-    return await relay_answer(response, streamed=body.get("stream") is True)
+    streamed = body.get("stream") is True
+    # Text is counted only where no usage is to be expected: OpenAI servers send it on a stream
+    # only when asked (`stream_options.include_usage`), and embeddings have no output.
+    tap = UsageTap(count_text=path != "/embeddings" and not (streamed and _asks_usage(body)))
+    relay_usage(request, tap, body)
+    return await relay_answer(response, streamed=streamed, tap=tap, request=request)
 
 
-async def relay_answer(response: UpstreamResponse, *, streamed: bool) -> Response:
-    """A successful upstream answer, relayed as it comes."""
+def _asks_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def relay_usage(request: Request, tap: UsageTap, body: dict[str, Any]) -> None:
+    """The relayed answer's usage for the request's record, from `tap` once the answer is over."""
+    request.state.usage = lambda: token_usage(
+        tap.usage,
+        input_estimate=lambda: request_tokens(body),
+        output_chars=tap.text_chars if tap.counts_text else None,
+    )
+
+
+async def relay_answer(
+    response: UpstreamResponse, *, streamed: bool, tap: UsageTap | None = None, request: Request | None = None
+) -> Response:
+    """A successful upstream answer, relayed as it comes; `tap` sees every byte of it on the way."""
     if streamed and not _streamable(response.content_type):
         # An HTML page or plain text with 200 where a stream was asked for: an upstream fault,
         # said as one, not relayed as if it were the answer.
@@ -71,10 +97,17 @@ async def relay_answer(response: UpstreamResponse, *, streamed: bool) -> Respons
     if _small_document(response):
         # A non-streamed answer of known, modest size is one JSON document: sent whole with its
         # length, it skips the streaming machinery, and a read failure is still a proper error.
-        return Response(await response.read(), status_code=response.status, headers=relayed_headers(response.headers))
+        body = await response.read()
+        if tap is not None:
+            tap.feed_whole(body)
+        return Response(body, status_code=response.status, headers=relayed_headers(response.headers))
     on_error = _sse_error if "event-stream" in response.content_type else _no_bytes
+    state = None
+    if request is not None:
+        request.state.streamed = streamed
+        state = state_of(request.scope)
     return StreamResponse(
-        encode_stream(response.chunks(), _same, on_error),
+        encode_stream(response.chunks(), tap.feed if tap is not None else _same, on_error, state),
         status_code=response.status,
         headers=relayed_headers(response.headers),
         on_error=on_error,

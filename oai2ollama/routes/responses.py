@@ -23,6 +23,7 @@ from .. import wire
 from ..catalog import Catalog
 from ..errors import BadRequest, ProxyError, message_from_body, openai_body
 from ..http import SSE, StreamResponse, encode_stream, json_body, json_response, started
+from ..records import ErrorKind, state_of
 from ..response_store import MemoryResponseStore, ResponseStore, conversation
 from ..translate.answer import pieces
 from ..translate.models import ModelCard
@@ -38,9 +39,10 @@ from ..translate.responses_answer import (
 )
 from ..translate.responses_request import chat_request, input_items
 from ..translate.streams import openai_chunks
+from ..translate.usage import Meter, UsageTap
 from ..upstream import ERROR_BODY_LIMIT
-from . import RouteTable, send_upstream
-from .openai import relay_answer, relay_error
+from . import RouteTable, record_usage, send_upstream
+from .openai import relay_answer, relay_error, relay_usage
 
 log = logging.getLogger("oai2ollama.responses")
 routes = RouteTable()
@@ -89,9 +91,12 @@ async def create(request: Request) -> Response:
         return await _translate(request, req["model"], body, card)
     response = await send_upstream(request, card, "/responses", body)
     if response.ok:
-        return await relay_answer(response, streamed=body.get("stream") is True)
+        tap = UsageTap()  # Responses streams always end with their usage
+        relay_usage(request, tap, body)
+        return await relay_answer(response, streamed=body.get("stream") is True, tap=tap, request=request)
     error = await response.read(ERROR_BODY_LIMIT)
     if target.responses == "relay" or not route_missing(response.status, error):
+        request.state.error_kind = ErrorKind.of_upstream_status(response.status)
         return await relay_error(response, error)
     state.without_route.add(target.name)
     log.info("upstream %s has no /responses (%d): translating to chat completions", target.name, response.status)
@@ -118,7 +123,9 @@ async def _translate(request: Request, model: str, body: dict[str, Any], card: M
     chunks = openai_chunks(response.chunks(), content_type=response.content_type, host=response.target.host)
     shell = response_object(body, response_id=new_id("resp"), created_at=int(time.time()), model=model)
     encoder = ResponseEncoder(shell)
-    events = response_events(pieces(chunks), encoder)
+    meter = Meter()
+    record_usage(request, meter, chat)
+    events = response_events(pieces(chunks), encoder, meter)
     if body.get("store") is not False:
         events = _kept(events, store, input_items(body))
     if body.get("stream") is not True:
@@ -128,7 +135,9 @@ async def _translate(request: Request, model: str, body: dict[str, Any], card: M
         return b"".join(_frame(event) for event in encoder.fail(exc.status, exc.message))
 
     first: AsyncIterator[dict[str, Any]] = await started(events)
-    return StreamResponse(encode_stream(first, _frame, failed), media_type=SSE, on_error=failed)
+    request.state.streamed = True
+    stream_body = encode_stream(first, _frame, failed, state_of(request.scope))
+    return StreamResponse(stream_body, media_type=SSE, on_error=failed)
 
 
 async def _kept(

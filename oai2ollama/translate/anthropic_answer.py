@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import UpstreamError
 from .answer import Piece, ToolCall, ToolCallFragment
+from .usage import Meter
 
 Event = dict[str, Any]
 
@@ -160,7 +161,12 @@ def _empty_block(kind: str) -> dict[str, Any]:
 
 
 async def message_events(
-    pieces: AsyncIterable[Piece], *, model: str, input_tokens: int, msg_id: str | None = None
+    pieces: AsyncIterable[Piece],
+    *,
+    model: str,
+    input_tokens: int,
+    msg_id: str | None = None,
+    meter: Meter | None = None,
 ) -> AsyncIterator[Event]:
     """Anthropic stream events for an upstream answer.
 
@@ -168,16 +174,20 @@ async def message_events(
     answers anything still gets a real HTTP status); its `input_tokens` is the upstream's count
     if that chunk carries usage, else the caller's estimate. The real counts, which OpenAI
     servers send last, arrive in `message_delta`; without them `output_tokens` is estimated
-    at four characters per token.
+    at four characters per token. Once it is over, however it ends, `meter` holds what it used.
     """
     encoder = _Encoder(model, input_tokens, msg_id or message_id())
     finish: str | None = None
     usage: dict[str, Any] | None = None
-    async for piece in pieces:
-        for event in encoder.piece(piece):
-            yield event
-        finish = piece.finish_reason or finish
-        usage = piece.usage or usage
+    try:
+        async for piece in pieces:
+            for event in encoder.piece(piece):
+                yield event
+            finish = piece.finish_reason or finish
+            usage = piece.usage or usage
+    finally:
+        if meter is not None:
+            meter.usage, meter.output_chars = usage, encoder.output_chars
     for event in encoder.finish(finish, usage):
         yield event
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from .. import wire
 from ..errors import UpstreamError
 from .answer import Piece, ToolCall, ToolCallAssembler, ToolCallNumbering, piece_from_chunk, usage_counts
+from .usage import Meter
 
 Kind = Literal["chat", "generate"]
 
@@ -95,6 +96,7 @@ class OllamaEncoder:
         "_tools",
         "created_at",
         "finish_reason",
+        "output_chars",
         "usage",
     )
 
@@ -117,6 +119,7 @@ class OllamaEncoder:
         self._tools = ToolCallAssembler()
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
+        self.output_chars = 0  # for an estimate of the output when the upstream sends no usage
         # The time the chunks being fed arrived; the caller refreshes it per upstream read.
         self.created_at = now_rfc3339()
 
@@ -124,6 +127,7 @@ class OllamaEncoder:
         if piece.tool_calls:
             self._first_ns = self._first_ns or self._clock()
             self._tools.add(piece.tool_calls)
+            self.output_chars += sum(len(fragment.arguments) for fragment in piece.tool_calls)
         if piece.finish_reason:
             self.finish_reason = piece.finish_reason
         if piece.usage:
@@ -135,6 +139,7 @@ class OllamaEncoder:
             self._first_ns = self._clock()
         if self._context_after is not None and content:
             self._text.append(content)
+        self.output_chars += len(content) + len(thinking)
         if self._chat:
             message: dict[str, Any] = {"role": "assistant", "content": content}
             if thinking:
@@ -183,11 +188,13 @@ async def ollama_lines(
     started_ns: int,
     clock: Callable[[], int] = time.perf_counter_ns,
     context_after: Callable[[str], list[int]] | None = None,
+    meter: Meter | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """NDJSON for upstream chunk batches (see `openai_chunk_batches`): one write per batch.
 
     The streamed route's hot path: chunks, pieces and native chunks are read in one loop
-    rather than through one async stage each. The batches are closed however it ends.
+    rather than through one async stage each. The batches are closed however it ends, and
+    `meter` then holds what the answer used.
     """
     encoder = OllamaEncoder(kind, model, started_ns, clock, context_after)
     numbering = ToolCallNumbering()
@@ -202,6 +209,7 @@ async def ollama_lines(
             if lines:
                 yield ndjson_lines(lines)
     finally:
+        _metered(encoder, meter)
         aclose = getattr(batches, "aclose", None)
         if aclose is not None:
             await aclose()
@@ -216,6 +224,7 @@ async def collect_batches(
     started_ns: int,
     clock: Callable[[], int] = time.perf_counter_ns,
     context_after: Callable[[str], list[int]] | None = None,
+    meter: Meter | None = None,
 ) -> dict[str, Any]:
     """The non-streamed answer to the upstream chunk batches that `ollama_lines` would stream."""
     encoder = OllamaEncoder(kind, model, started_ns, clock, context_after)
@@ -228,6 +237,7 @@ async def collect_batches(
                 if chunk is not None:
                     chunks.append(chunk)
     finally:
+        _metered(encoder, meter)
         aclose = getattr(batches, "aclose", None)
         if aclose is not None:
             await aclose()
@@ -235,6 +245,11 @@ async def collect_batches(
     answer = joined(chunks, kind)
     answer["created_at"] = now_rfc3339()
     return answer
+
+
+def _metered(encoder: OllamaEncoder, meter: Meter | None) -> None:
+    if meter is not None:
+        meter.usage, meter.output_chars = encoder.usage, encoder.output_chars
 
 
 def joined(chunks: list[dict[str, Any]], kind: Kind) -> dict[str, Any]:

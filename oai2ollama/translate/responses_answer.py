@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import UpstreamError
 from .answer import Piece, ToolCallFragment, new_call_id, usage_counts
+from .usage import Meter
 
 Event = dict[str, Any]
 Item = dict[str, Any]
@@ -244,20 +245,26 @@ class ResponseEncoder:
         return [*self.start(), self.event("response.failed", response=failed)]
 
 
-async def response_events(pieces: AsyncIterable[Piece], encoder: ResponseEncoder) -> AsyncIterator[Event]:
+async def response_events(
+    pieces: AsyncIterable[Piece], encoder: ResponseEncoder, meter: Meter | None = None
+) -> AsyncIterator[Event]:
     """Responses events for an upstream answer.
 
     `response.created` goes out with the upstream's first chunk, so an upstream failing before it
     answers anything still gets a real HTTP status; a failure after that is the caller's to turn
-    into `encoder.fail(...)`.
+    into `encoder.fail(...)`. Once it is over, however it ends, `meter` holds what it used.
     """
     finish: str | None = None
     usage: dict[str, Any] | None = None
-    async for piece in pieces:
-        for event in encoder.piece(piece):
-            yield event
-        finish = piece.finish_reason or finish
-        usage = piece.usage or usage
+    try:
+        async for piece in pieces:
+            for event in encoder.piece(piece):
+                yield event
+            finish = piece.finish_reason or finish
+            usage = piece.usage or usage
+    finally:
+        if meter is not None:
+            meter.usage, meter.output_chars = usage, encoder.output_chars
     for event in encoder.finish(finish, usage):
         yield event
 

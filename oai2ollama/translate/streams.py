@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import wire
 from ..errors import UpstreamError, message_from_body
+from ..records import ErrorKind
 from .answer import answer_choice
 
 DONE = b"[DONE]"
@@ -121,7 +122,8 @@ def decode_chunk(payload: bytes, host: str) -> dict[str, Any]:
         if isinstance(code, str) and code.isdigit():
             code = int(code)
         status = code if isinstance(code, int) and 400 <= code <= 599 else 502
-        raise UpstreamError(message_from_body(status, payload), status=status)
+        kind = ErrorKind.of_upstream_status(status)
+        raise UpstreamError(message_from_body(status, payload), status=status, kind=kind)
     return chunk
 
 
