@@ -20,9 +20,11 @@ from .errors import ProxyError, anthropic_body, dialect, error_kind, ollama_body
 from .guards import Guards, policy_from
 from .http import InFlight, json_response
 from .in_use import ModelsInUse
+from .metrics import Metrics
 from .records import ErrorKind, Observer, RequestState
 from .request_log import RequestLog
 from .routes import anthropic, discovery, native, openai, responses
+from .routes import metrics as metrics_route
 from .upstream import Upstreams
 
 log = logging.getLogger("oai2ollama")
@@ -60,19 +62,30 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    settings: Settings, *, upstreams: Upstreams | None = None, observers: Sequence[Observer] = ()
+    settings: Settings,
+    *,
+    upstreams: Upstreams | None = None,
+    observers: Sequence[Observer] = (),
+    metrics: Metrics | None = None,
 ) -> FastAPI:
     """Build the app. Tests pass their own `upstreams` (over a mock transport); otherwise the
     pooled client is opened when the app starts and closed when it stops. Each of `observers` gets
-    every answered request's record (see `records`)."""
+    every answered request's record (see `records`), and so does `metrics` (by default the
+    process's own, see `metrics.Metrics.from_environment`), which /metrics shows."""
     # Read once, now: a bad config file stops the start-up (cli prints the ValueError, exits 2).
     configuration = assemble(settings)
     guard_policy = policy_from(settings, configuration.keys)
+    routers = (openai, responses, native, anthropic, discovery, metrics_route)
+    if metrics is None:
+        metrics = Metrics.from_environment(route.path for module in routers for route in module.routes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if upstreams is not None:
-            yield
+            try:
+                yield
+            finally:
+                metrics.close()
             return
         app.state.upstreams = owned = Upstreams(
             connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout, http2=settings.http2
@@ -83,12 +96,15 @@ def create_app(
         try:
             yield
         finally:
+            metrics.close()
             announcing.cancel()
             await app.state.catalog.aclose()
             await owned.aclose()
 
     def _catalog(client: Upstreams) -> Catalog:
-        return Catalog(client, configuration.catalog)
+        catalog = Catalog(client, configuration.catalog)
+        metrics.bind_catalog(catalog)
+        return catalog
 
     app = FastAPI(
         title="oai2ollama",
@@ -103,12 +119,13 @@ def create_app(
     app.state.settings = settings
     app.state.guards = guard_policy
     app.state.in_use = ModelsInUse()
+    app.state.metrics = metrics
     app.state.in_flight = InFlight()  # ended by the server when its shutdown grace is over (cli.py)
     if upstreams is not None:
         app.state.upstreams = upstreams
         app.state.catalog = _catalog(upstreams)
     # Routes are matched in order: the inference routes, which carry the load, come first.
-    for module in (openai, responses, native, anthropic, discovery):
+    for module in routers:
         app.router.routes.extend(module.routes)
     app.add_exception_handler(ProxyError, _proxy_error)
     app.add_exception_handler(HTTPException, _http_error)
@@ -117,5 +134,5 @@ def create_app(
     # disconnect watcher sits innermost, watching the connection once the body has been read.
     app.add_middleware(CancelOnDisconnect, in_flight=app.state.in_flight, render=error_response)
     app.add_middleware(Guards, policy=guard_policy, render=error_response)
-    app.add_middleware(RequestLog, observers=list(observers))
+    app.add_middleware(RequestLog, observers=[metrics.observe, *observers])
     return app

@@ -117,6 +117,18 @@ class Catalog:
         access.check(name, card)
         return card
 
+    def listed_card(self, name: str) -> ModelCard | None:
+        """The card of a name the catalog lists (or hides), without asking any upstream."""
+        return self.index.lookup(name)
+
+    def listing_outcomes(self) -> dict[str, bool]:
+        """Per upstream asked so far: whether its last /models listing answered."""
+        return {
+            source.name: source.name not in self._failing
+            for source in self._sources
+            if source.name in self._failing or source.name in self._listed
+        }
+
     def dialect(self, target: Target) -> Dialect:
         """What kind of server `target` is: as configured, else as its /models answer or its host tells."""
         kind = target.kind or self._kinds.get(target.name) or target.host_kind or "generic"

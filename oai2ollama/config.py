@@ -145,6 +145,9 @@ class Settings(BaseSettings):
         description="Key clients must send (Authorization: Bearer or x-api-key); repeat for several "
         "(env OAI2OLLAMA_SERVER_API_KEYS, comma list)",
     )
+    metrics_public: bool = Field(
+        False, description="Serve GET /metrics without a key even when --server-api-key or [[keys]] are set"
+    )
     max_body_size: int = Field(
         DEFAULT_MAX_BODY_SIZE,
         gt=0,

@@ -222,6 +222,7 @@ GETS = {
     "/models",
     "/v1/models/gpt-test",
     "/v1/responses/resp_0",
+    "/metrics",
 }
 POSTS = set(TEMPLATES) | {"/api/show", "/api/pull", "/api/push", "/api/create", "/api/copy", "/api/blobs/sha256-0"}
 SERVED = {("GET", path) for path in GETS} | {("POST", path) for path in POSTS} | {("DELETE", "/api/delete")}

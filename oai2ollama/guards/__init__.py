@@ -42,6 +42,7 @@ class Policy:
     hosts: HostCheck = field(default_factory=lambda: HostCheck(None))
     keys: KeyRing = field(default_factory=lambda: KeyRing(()))
     body: BodyLimit = field(default_factory=lambda: BodyLimit(DEFAULT_MAX_BODY_SIZE))
+    public_metrics: bool = False
 
 
 def policy_from(settings: Settings, keys: Sequence[InboundKey]) -> Policy:
@@ -50,12 +51,16 @@ def policy_from(settings: Settings, keys: Sequence[InboundKey]) -> Policy:
         hosts=HostCheck(allowed_names(settings.host, settings.allowed_hosts)),
         keys=KeyRing(keys),
         body=BodyLimit(settings.max_body_size),
+        public_metrics=settings.metrics_public,
     )
 
 
-def _public(scope: Scope) -> bool:
-    """`GET /` answers "Ollama is running" to anyone, as health checks expect."""
-    return scope["path"] == "/" and scope["method"] in ("GET", "HEAD")
+def _public(scope: Scope, policy: Policy) -> bool:
+    """`GET /` answers "Ollama is running" to anyone, as health checks expect; `GET /metrics` too
+    when asked (`--metrics-public`), for a scraper on a trusted network."""
+    if scope["method"] not in ("GET", "HEAD"):
+        return False
+    return scope["path"] == "/" or (policy.public_metrics and scope["path"] == "/metrics")
 
 
 class Guards(HTTPMiddleware):
@@ -81,7 +86,7 @@ class Guards(HTTPMiddleware):
                 send = with_cors(send, origin)
         refusal = refusal or unreadable_credentials(headers)
         models = None
-        if refusal is None and policy.keys and not _public(scope):
+        if refusal is None and policy.keys and not _public(scope, policy):
             key = policy.keys.identify(headers)
             if isinstance(key, Refusal):
                 refusal = key
