@@ -146,17 +146,21 @@ async def encode_stream(
     encode: Callable[[Any], bytes],
     on_error: Callable[[ProxyError], bytes],
     state: dict[str, Any] | None = None,
+    finish: Callable[[], bytes] | None = None,
 ) -> AsyncIterator[bytes]:
     """Encode a stream of answers; a failure after the first byte becomes one final error item.
 
     A body with no way to carry an error (a relayed JSON document) has `on_error` return `b""`:
     `CutOff` is raised instead, and `StreamResponse` breaks the body off. A failure is noted in
-    `state`, the request's (see `records`).
+    `state`, the request's (see `records`). `finish` gives what an `encode` that holds bytes back
+    still holds when the items end.
     """
     iterator = aiter(items)
     try:
         async for item in iterator:
             yield encode(item)
+        if finish is not None and (rest := finish()):
+            yield rest
     except ProxyError as exc:
         log.warning("stream ended early: %s", exc.message)
         error = exc

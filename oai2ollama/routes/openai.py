@@ -7,6 +7,7 @@ are dropped on the way up.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -20,6 +21,7 @@ from ..records import ErrorKind, state_of
 from ..translate.model_views import openai_model
 from ..translate.openai_request import upstream_request
 from ..translate.overrides import openai_request as openai_overrides
+from ..translate.reasoning_echo import ReasoningEcho
 from ..translate.usage import UsageTap, request_tokens, token_usage
 from ..upstream import ERROR_BODY_LIMIT, relayed_headers
 from ..upstream import Response as UpstreamResponse
@@ -68,7 +70,8 @@ async def _relay(request: Request, path: str) -> Response:
     # only when asked (`stream_options.include_usage`), and embeddings have no output.
     tap = UsageTap(count_text=path != "/embeddings" and not (streamed and _asks_usage(body)))
     relay_usage(request, tap, body)
-    return await relay_answer(response, streamed=streamed, tap=tap, request=request)
+    chat = path == "/chat/completions"
+    return await relay_answer(response, streamed=streamed, tap=tap, request=request, echo_reasoning=chat)
 
 
 def _asks_usage(body: dict[str, Any]) -> bool:
@@ -86,9 +89,15 @@ def relay_usage(request: Request, tap: UsageTap, body: dict[str, Any]) -> None:
 
 
 async def relay_answer(
-    response: UpstreamResponse, *, streamed: bool, tap: UsageTap | None = None, request: Request | None = None
+    response: UpstreamResponse,
+    *,
+    streamed: bool,
+    tap: UsageTap | None = None,
+    request: Request | None = None,
+    echo_reasoning: bool = False,
 ) -> Response:
-    """A successful upstream answer, relayed as it comes; `tap` sees every byte of it on the way."""
+    """A successful upstream answer, relayed as it comes; `tap` sees every byte of it on the way.
+    `echo_reasoning`: a chat stream's reasoning is also given as `reasoning_text` (see `reasoning_echo`)."""
     if streamed and not _streamable(response.content_type):
         # An HTML page or plain text with 200 where a stream was asked for: an upstream fault,
         # said as one, not relayed as if it were the answer.
@@ -101,13 +110,19 @@ async def relay_answer(
         if tap is not None:
             tap.feed_whole(body)
         return Response(body, status_code=response.status, headers=relayed_headers(response.headers))
-    on_error = _sse_error if "event-stream" in response.content_type else _no_bytes
+    sse = "event-stream" in response.content_type
+    on_error = _sse_error if sse else _no_bytes
     state = None
     if request is not None:
         request.state.streamed = streamed
         state = state_of(request.scope)
+    encode: Callable[[bytes], bytes] = tap.feed if tap is not None else _same
+    finish = None
+    if sse and echo_reasoning:
+        echo, tapped = ReasoningEcho(), encode
+        encode, finish = (lambda chunk: echo.feed(tapped(chunk))), echo.close
     return StreamResponse(
-        encode_stream(response.chunks(), tap.feed if tap is not None else _same, on_error, state),
+        encode_stream(response.chunks(), encode, on_error, state, finish),
         status_code=response.status,
         headers=relayed_headers(response.headers),
         on_error=on_error,
