@@ -218,6 +218,7 @@ GETS = {
     "/api/version",
     "/api/tags",
     "/api/ps",
+    "/api/experimental/model-recommendations",
     "/v1/models",
     "/models",
     "/v1/models/gpt-test",

@@ -268,6 +268,52 @@ def test_tool_results_are_paired_with_their_calls(history: list[dict[str, Any]],
     assert next(m for m in converted if m["role"] == "tool")["content"] == history[1]["content"]
 
 
+TOOL_IMAGES_NOTE = {"type": "text", "text": "[images from the tool results above]"}
+
+
+@pytest.mark.parametrize(
+    ("history", "roles", "images"),
+    [
+        pytest.param(
+            [
+                _calls("shot", "read", ids=("id_s", "id_r")),
+                {"role": "tool", "tool_call_id": "id_s", "content": "screenshot", "images": [PNG]},
+                {"role": "tool", "tool_call_id": "id_r", "content": "text"},
+                {"role": "user", "content": "and now?"},
+            ],
+            ["assistant", "tool", "tool", "user", "user"],
+            [f"data:image/png;base64,{PNG}"],
+            id="after-the-turns-results",
+        ),
+        pytest.param(
+            [
+                _calls("shot", ids=("id_s",)),
+                {"role": "tool", "tool_call_id": "id_s", "content": "", "images": [JPEG, PNG]},
+            ],
+            ["assistant", "tool", "user"],
+            [f"data:image/jpeg;base64,{JPEG}", f"data:image/png;base64,{PNG}"],
+            id="at-the-end",
+        ),
+        pytest.param(
+            [_calls("a", ids=("id_a",)), {"role": "tool", "tool_call_id": "id_a", "content": "A", "images": []}],
+            ["assistant", "tool"],
+            [],
+            id="no-images",
+        ),
+    ],
+)
+def test_tool_result_images_follow_the_results(
+    history: list[dict[str, Any]], roles: list[str], images: list[str]
+) -> None:
+    converted = chat_messages(history)
+    assert [m["role"] for m in converted] == roles
+    assert all(isinstance(m["content"], str) for m in converted if m["role"] == "tool")
+    if images:
+        media = next(m for m in converted if m["role"] == "user" and isinstance(m["content"], list))
+        assert media["content"] == [TOOL_IMAGES_NOTE, *(image_part(url) for url in images)]
+        assert converted.index(media) == max(i for i, m in enumerate(converted) if m["role"] == "tool") + 1
+
+
 def test_each_assistant_turn_pairs_its_own_results() -> None:
     history = [
         _calls("a"),

@@ -64,6 +64,13 @@ async def ps(request: Request) -> Response:
     return json_response({"models": [ps_entry(card, expires) for card, expires in loaded if access.may_use(card)]})
 
 
+@routes("/api/experimental/model-recommendations", "GET")
+async def model_recommendations(request: Request) -> Response:
+    # Ollama recommends models to pull from ollama.com; nothing can be pulled here, so the list is
+    # empty (the Ollama VS Code extension asks on every refresh and only logs an empty answer).
+    return json_response({"recommendations": []})
+
+
 @routes("/api/pull", "POST")
 async def pull(request: Request) -> Response:
     req = await json_body(request)

@@ -168,12 +168,14 @@ def chat_messages(messages: Any) -> list[dict[str, Any]]:
 
     Assistant `thinking` goes back as `reasoning_content`. Tool results are paired with their
     call by `tool_call_id`, else by `tool_name`, else by order, because ollama-python and Zed send
-    only the name, Continue and Home Assistant neither, and OpenAI requires the id.
+    only the name, Continue and Home Assistant neither, and OpenAI requires the id. Images of tool
+    results (the Ollama VS Code extension sends them) follow the turn's results in a user message.
     """
     if not isinstance(messages, list):
         raise BadRequest("messages must be a list")
     converted: list[dict[str, Any]] = []
     pending: list[tuple[str, str]] = []  # (id, name) of calls not yet answered
+    media: list[dict[str, Any]] = []  # images of the current run of tool results
     for turn, message in enumerate(messages):
         where = f"messages[{turn}]"
         if not isinstance(message, dict):
@@ -182,6 +184,9 @@ def chat_messages(messages: Any) -> list[dict[str, Any]]:
         if not isinstance(role, str) or not role:
             raise BadRequest(f"{where}.role must be a string")
         role = role.lower()
+        if media and role != "tool":
+            converted.append(_tool_media_message(media))
+            media = []
         content = message.get("content")
         if content is None:
             content = ""
@@ -205,6 +210,9 @@ def chat_messages(messages: Any) -> list[dict[str, Any]]:
         elif role == "tool":
             out["content"] = content
             out["tool_call_id"] = _pair_tool_result(message, pending, turn)
+            images = _user_content("", message.get("images"), f"{where}.images")
+            if isinstance(images, list):
+                media += images
         else:
             out["content"] = (
                 content
@@ -212,7 +220,16 @@ def chat_messages(messages: Any) -> list[dict[str, Any]]:
                 else _user_content(content, message.get("images"), f"{where}.images")
             )
         converted.append(out)
+    if media:
+        converted.append(_tool_media_message(media))
     return converted
+
+
+def _tool_media_message(images: list[dict[str, Any]]) -> dict[str, Any]:
+    # Chat tool messages carry text only, and a user message between the results of one turn's
+    # calls breaks their pairing: a tool result's images follow the turn's results instead.
+    note = {"type": "text", "text": "[images from the tool results above]"}
+    return {"role": "user", "content": [note, *images]}
 
 
 def _ids_named_by_results(messages: list[Any], start: int) -> set[str]:
