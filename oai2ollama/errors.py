@@ -126,11 +126,12 @@ _PHRASES = {status.value: status.phrase for status in HTTPStatus}
 
 
 OPENAI_PATHS = ("/v1/", "/chat/completions", "/models")
+ANTHROPIC_PATHS = ("/v1/messages", "/anthropic/")  # the second: the seed gateway's legacy prefix
 
 
 def dialect(path: str) -> str:
     """Which of the three error shapes a route answers in."""
-    if path.startswith("/v1/messages"):
+    if path.startswith(ANTHROPIC_PATHS):
         return "anthropic"
     if path.startswith(OPENAI_PATHS):
         return "openai"

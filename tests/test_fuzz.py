@@ -45,7 +45,8 @@ KEYS = [
     "top_logprobs", "max_tokens", "text", "source", "media_type", "data", "tool_use_id", "is_error",
     "tool_choice", "stop_sequences", "metadata", "budget_tokens", "cache_control", "stream_options",
     "include_usage", "response_format", "input_schema", "description", "image_url", "url", "properties",
-    "required", "signature", "index", "user_id", "top_p", "schema",
+    "required", "signature", "index", "user_id", "top_p", "schema", "reasoning", "effort", "exclude",
+    "exclude_reasoning", "enabled", "reasoning_effort", "num_ctx",
 ]  # fmt: skip
 MODELS = ["gpt-test", "gpt-test:latest", "text-embedding-test", "GPT-TEST", "missing-model"]
 
@@ -141,6 +142,8 @@ TEMPLATES: dict[str, dict[str, Any]] = {
     "/v1/responses": {"model": "gpt-test", "input": "hi"},
     "/v1/messages": {"model": "gpt-test", "max_tokens": 16, "messages": ASK},
     "/v1/messages/count_tokens": {"model": "gpt-test", "messages": ASK},
+    "/anthropic/v1/messages": {"model": "gpt-test", "max_tokens": 16, "messages": ASK},
+    "/anthropic/v1/messages/count_tokens": {"model": "gpt-test", "messages": ASK},
 }
 
 
@@ -235,7 +238,7 @@ def check_answer(method: str, path: str, response: httpx.Response) -> None:
     assert b"internal error" not in response.content, (method, path, response.text[:300])
     if response.status_code >= 400 and method != "HEAD":
         body = response.json()
-        if path.startswith("/v1/messages"):
+        if path.startswith(("/v1/messages", "/anthropic/")):
             assert body["type"] == "error" and isinstance(body["error"]["message"], str), body
         elif path.startswith(("/v1/", "/chat/", "/models")):
             assert isinstance(body["error"]["message"], str), body

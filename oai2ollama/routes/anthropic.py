@@ -36,6 +36,7 @@ def _error_frame(exc: ProxyError) -> bytes:
 
 
 @routes("/v1/messages", "POST")
+@routes("/anthropic/v1/messages", "POST")  # the seed gateway's path, which its users configured
 async def messages(request: Request) -> Response:
     req = await json_body(request)
     catalog: Catalog = request.app.state.catalog
@@ -59,6 +60,7 @@ async def messages(request: Request) -> Response:
 
 
 @routes("/v1/messages/count_tokens", "POST")
+@routes("/anthropic/v1/messages/count_tokens", "POST")
 async def count_tokens(request: Request) -> Response:
     """An estimate that needs no upstream call; see `estimate_input_tokens` for how it is made."""
     req = await json_body(request)

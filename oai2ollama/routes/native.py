@@ -19,6 +19,7 @@ from ..translate import generate_context
 from ..translate import ollama_request as to_openai
 from ..translate.ollama_answer import Kind, collect_batches, embed_answer, load_answer, ndjson_line, ollama_lines
 from ..translate.overrides import native_request as native_overrides
+from ..translate.reasoning import exclude_requested
 from ..translate.streams import openai_chunk_batches
 from ..translate.usage import Meter, request_tokens, token_usage
 from . import Endpoint, RouteTable, record_usage, send_upstream
@@ -76,12 +77,19 @@ async def _answer(request: Request, kind: Kind) -> Response:
         )
         path = "/chat/completions"
         context_after = partial(conversation.context_after, to_openai.generate_prompt(req))
+    thinking = not exclude_requested(req.get("exclude_reasoning"))
     stream = req.get("stream", True) is not False
     response = await send_upstream(request, card, path, body)
     await response.raise_for_error()
     host = response.target.host
     batches = openai_chunk_batches(response.chunks(), content_type=response.content_type, host=host)
-    answer = {"kind": kind, "model": model, "started_ns": started_ns, "context_after": context_after}
+    answer = {
+        "kind": kind,
+        "model": model,
+        "started_ns": started_ns,
+        "context_after": context_after,
+        "thinking": thinking,
+    }
     meter = Meter()
     record_usage(request, meter, body)
     if not stream:

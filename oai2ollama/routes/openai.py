@@ -7,8 +7,8 @@ are dropped on the way up.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,8 +19,9 @@ from ..errors import ProxyError, UpstreamError, message_from_body, openai_body
 from ..http import StreamResponse, encode_stream, json_body, json_response
 from ..records import ErrorKind, state_of
 from ..translate.model_views import openai_model
-from ..translate.openai_request import upstream_request
+from ..translate.openai_request import chat_controls, upstream_request
 from ..translate.overrides import openai_request as openai_overrides
+from ..translate.reasoning import without_reasoning_document, without_reasoning_events
 from ..translate.reasoning_echo import ReasoningEcho
 from ..translate.usage import UsageTap, request_tokens, token_usage
 from ..upstream import ERROR_BODY_LIMIT, relayed_headers
@@ -28,6 +29,10 @@ from ..upstream import Response as UpstreamResponse
 from . import Endpoint, RouteTable, send_upstream
 
 routes = RouteTable()
+
+# The field upstreams read a reasoning effort from: OpenAI's name, which most servers share (once
+# upstreams have kinds, each kind names its own).
+REASONING_FIELD = "reasoning_effort"
 
 
 def _sse_error(exc: ProxyError) -> bytes:
@@ -60,7 +65,12 @@ async def _relay(request: Request, path: str) -> Response:
     request.state.model = req.get("model")
     card = await catalog.resolve(req.get("model"))
     body = upstream_request(req, upstream_model=card.upstream_id)
-    body = openai_overrides(body, card.options, path=path, capabilities=frozenset(card.capabilities))
+    capabilities = frozenset(card.capabilities)
+    exclude = False
+    if path == "/chat/completions":
+        body, exclude = chat_controls(body, card.options, capabilities=capabilities, reasoning_field=REASONING_FIELD)
+    else:
+        body = openai_overrides(body, card.options, path=path, capabilities=capabilities)
     response = await send_upstream(request, card, path, body, translated=False)
     if not response.ok:
         request.state.error_kind = ErrorKind.of_upstream_status(response.status)
@@ -70,7 +80,9 @@ async def _relay(request: Request, path: str) -> Response:
     # only when asked (`stream_options.include_usage`), and embeddings have no output.
     tap = UsageTap(count_text=path != "/embeddings" and not (streamed and _asks_usage(body)))
     relay_usage(request, tap, body)
-    chat = path == "/chat/completions"
+    if exclude:
+        response = cast(UpstreamResponse, WithoutReasoning(response))
+    chat = path == "/chat/completions" and not exclude  # hidden reasoning has nothing to echo
     return await relay_answer(response, streamed=streamed, tap=tap, request=request, echo_reasoning=chat)
 
 
@@ -127,6 +139,28 @@ async def relay_answer(
         headers=relayed_headers(response.headers),
         on_error=on_error,
     )
+
+
+class WithoutReasoning:
+    """An upstream answer read with its reasoning taken out (`exclude_reasoning`), for `relay_answer`:
+    only the requests that ask for it pay for parsing the chunks."""
+
+    def __init__(self, response: UpstreamResponse):
+        self._response = response
+        self.target, self.status, self.headers = response.target, response.status, response.headers
+        self.content_type = response.content_type
+
+    async def read(self, limit: int | None = None) -> bytes:
+        body = await self._response.read(limit)
+        return body if limit is not None else without_reasoning_document(body)
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        if "event-stream" in self.content_type:
+            return without_reasoning_events(self._response.chunks())
+        return self._document()
+
+    async def _document(self) -> AsyncIterator[bytes]:
+        yield await self.read()
 
 
 async def relay_error(response: UpstreamResponse, body: bytes | None = None) -> Response:

@@ -81,7 +81,8 @@ class OllamaEncoder:
     emitted whole, one per chunk (Zed reads only the first call of a chunk), once the upstream
     has finished them. Counts come from the upstream's usage, durations from `clock`
     (nanoseconds): prompt evaluation lasts until the first output arrives. A generate answer's
-    `context` is `context_after(answer text)` (see `generate_context`), or empty without it.
+    `context` is `context_after(answer text)` (see `generate_context`), or empty without it. With
+    `thinking` false (`exclude_reasoning`) the model's thinking is left out.
     """
 
     __slots__ = (
@@ -93,6 +94,7 @@ class OllamaEncoder:
         "_model",
         "_started_ns",
         "_text",
+        "_thinking",
         "_tools",
         "created_at",
         "finish_reason",
@@ -107,8 +109,11 @@ class OllamaEncoder:
         started_ns: int,
         clock: Callable[[], int] = time.perf_counter_ns,
         context_after: Callable[[str], list[int]] | None = None,
+        *,
+        thinking: bool = True,
     ):
         self._kind: Kind = kind
+        self._thinking = thinking
         self._chat = kind == "chat"
         self._model = model
         self._started_ns = started_ns
@@ -132,14 +137,16 @@ class OllamaEncoder:
             self.finish_reason = piece.finish_reason
         if piece.usage:
             self.usage = piece.usage
-        content, thinking = piece.content, piece.thinking
+        content = piece.content
+        # Hidden thinking was still generated: it counts towards the output.
+        self.output_chars += len(content) + len(piece.thinking)
+        thinking = piece.thinking if self._thinking else ""
         if not (content or thinking or piece.logprobs):
             return None
         if not self._first_ns:
             self._first_ns = self._clock()
         if self._context_after is not None and content:
             self._text.append(content)
-        self.output_chars += len(content) + len(thinking)
         if self._chat:
             message: dict[str, Any] = {"role": "assistant", "content": content}
             if thinking:
@@ -189,6 +196,7 @@ async def ollama_lines(
     clock: Callable[[], int] = time.perf_counter_ns,
     context_after: Callable[[str], list[int]] | None = None,
     meter: Meter | None = None,
+    thinking: bool = True,
 ) -> AsyncGenerator[bytes, None]:
     """NDJSON for upstream chunk batches (see `openai_chunk_batches`): one write per batch.
 
@@ -196,7 +204,7 @@ async def ollama_lines(
     rather than through one async stage each. The batches are closed however it ends, and
     `meter` then holds what the answer used.
     """
-    encoder = OllamaEncoder(kind, model, started_ns, clock, context_after)
+    encoder = OllamaEncoder(kind, model, started_ns, clock, context_after, thinking=thinking)
     numbering = ToolCallNumbering()
     try:
         async for batch in batches:
@@ -225,9 +233,10 @@ async def collect_batches(
     clock: Callable[[], int] = time.perf_counter_ns,
     context_after: Callable[[str], list[int]] | None = None,
     meter: Meter | None = None,
+    thinking: bool = True,
 ) -> dict[str, Any]:
     """The non-streamed answer to the upstream chunk batches that `ollama_lines` would stream."""
-    encoder = OllamaEncoder(kind, model, started_ns, clock, context_after)
+    encoder = OllamaEncoder(kind, model, started_ns, clock, context_after, thinking=thinking)
     numbering = ToolCallNumbering()
     chunks = []
     try:

@@ -14,8 +14,7 @@ from .answer import stable_call_id
 from .generate_context import Conversation
 from .generate_context import conversation as conversation_of
 from .images import image_url
-
-THINK_LEVELS = ("low", "medium", "high", "max")
+from .reasoning import think_effort
 
 # Ollama options with an OpenAI request field of the same name, meaning and units.
 SAME_NAME_OPTIONS = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty")
@@ -39,7 +38,8 @@ def _number(value: Any, where: str, *, integer: bool = False) -> int | float:
     return value
 
 
-def _options(options: Any, body: dict[str, Any]) -> None:
+def apply_options(options: Any, body: dict[str, Any]) -> None:
+    """Ollama `options` as the OpenAI fields they mean, written into `body`."""
     if options is None:
         return
     if not isinstance(options, dict):
@@ -79,22 +79,9 @@ def _format(value: Any, body: dict[str, Any]) -> None:
 
 
 def _think(value: Any, body: dict[str, Any], capabilities: frozenset[str]) -> None:
-    if value is None:
-        return
-    if value in ("true", "false"):
-        value = value == "true"
-    if value is False:
-        # Zed sends `think: false` to every model; only models that reason are told to stop.
-        if "thinking" in capabilities:
-            body["reasoning_effort"] = "none"
-        return
-    if value is True:
-        body["reasoning_effort"] = "medium"
-    elif isinstance(value, str) and value in THINK_LEVELS:
-        body["reasoning_effort"] = "high" if value == "max" else value
-    else:
-        shown = wire.dumps(value).decode()
-        raise BadRequest(f'invalid think value: {shown} (must be true, false, "low", "medium", "high" or "max")')
+    effort = think_effort(value, capabilities)
+    if effort is not None:
+        body["reasoning_effort"] = effort
 
 
 def _logprobs(req: dict[str, Any], body: dict[str, Any], *, legacy: bool) -> None:
@@ -112,7 +99,7 @@ def _logprobs(req: dict[str, Any], body: dict[str, Any], *, legacy: bool) -> Non
 
 
 def _common(req: dict[str, Any], body: dict[str, Any], capabilities: frozenset[str], *, legacy: bool = False) -> None:
-    _options(req.get("options"), body)
+    apply_options(req.get("options"), body)
     # Open WebUI sends num_predict at the top level as well.
     top_level = req.get("num_predict")
     if isinstance(top_level, int) and not isinstance(top_level, bool) and top_level > 0 and "max_tokens" not in body:

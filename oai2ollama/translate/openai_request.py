@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from .ollama_request import apply_options
+from .overrides import openai_request as with_overrides
+from .reasoning import reasoning_controls
 
 # Fields Copilot Chat adds to messages for its own bookkeeping; strict upstreams answer
 # "extra inputs are not permitted" when they see them.
@@ -48,3 +53,45 @@ def upstream_request(req: dict[str, Any], *, upstream_model: str) -> dict[str, A
             if isinstance(tool, dict):
                 _clean_tool(tool)
     return req
+
+
+_TOKEN_LIMITS = ("max_tokens", "max_completion_tokens")
+
+
+def with_ollama_options(req: dict[str, Any]) -> dict[str, Any]:
+    """Ollama's `options` (`num_predict`, `temperature`, `stop`, …) as the OpenAI fields the native
+    routes map them to, beneath the request's own fields; `options` itself is not sent on, and
+    options with no OpenAI meaning (`num_ctx`, `num_gpu`) are dropped, as on the native routes."""
+    if "options" not in req:
+        return req
+    mapped: dict[str, Any] = {}
+    apply_options(req.pop("options"), mapped)
+    for field, value in mapped.items():
+        if field == "max_tokens" and any(req.get(limit) is not None for limit in _TOKEN_LIMITS):
+            continue
+        if req.get(field) is None:
+            req[field] = value
+    return req
+
+
+def chat_controls(
+    req: dict[str, Any],
+    overrides: Mapping[str, Any],
+    *,
+    capabilities: frozenset[str],
+    reasoning_field: str | None,
+) -> tuple[dict[str, Any], bool]:
+    """A /v1/chat/completions request with the controls the seed gateway accepts settled:
+    `(body, exclude_reasoning)`.
+
+    The request's `options` count as its own fields, so they go in before the model's overrides
+    fill what is left unset; `think`, `reasoning` and `exclude_reasoning` are settled after, so a
+    configured `think` yields to any reasoning control the request has.
+    """
+    body = with_overrides(with_ollama_options(req), overrides, capabilities=capabilities)
+    return reasoning_controls(
+        body,
+        field=reasoning_field,
+        capabilities=capabilities,
+        exclude_default=overrides.get("exclude_reasoning") is True,
+    )

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .ollama_request import EXTRA_OPTIONS, SAME_NAME_OPTIONS, THINK_LEVELS
+from .ollama_request import EXTRA_OPTIONS, SAME_NAME_OPTIONS
+from .reasoning import THINK_LEVELS, think_effort
 
 # Every option an override may set, with the JSON types it accepts. Only options that change what
 # an OpenAI-style upstream does are listed: `num_ctx`, `num_gpu` and friends have no effect there.
@@ -28,13 +29,16 @@ OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "num_predict": (int,),
     "stop": (list,),
     "think": (bool, str),
+    "exclude_reasoning": (bool,),
     # Not sent upstream: the model's total deadline per request, in seconds (or, as the seed
     # gateway's configs write it, `timeout_ms`; the config file turns it into `request_timeout`).
     "request_timeout": (int, float),
     "timeout_ms": (int,),
 }
-# Options that configure oai2ollama itself rather than the model: never sent, never shown.
-OWN_OPTIONS = frozenset({"think", "request_timeout", "timeout_ms"})
+# Options that configure oai2ollama itself rather than the model: never sent as options, never shown.
+OWN_OPTIONS = frozenset({"think", "exclude_reasoning", "request_timeout", "timeout_ms"})
+# Of those, the ones that are top-level fields of a native request.
+_TOP_LEVEL = ("think", "exclude_reasoning")
 
 _MAX_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
 
@@ -76,8 +80,8 @@ def _kind_names(kinds: tuple[type, ...]) -> str:
 def native_request(req: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """An Ollama /api/chat or /api/generate request with the model's overrides merged beneath it.
 
-    Options merge key by key into `options`; `think` fills the top-level field. A request's
-    `stop` replaces the configured one rather than adding to it, as in Ollama.
+    Options merge key by key into `options`; `think` and `exclude_reasoning` fill the top-level
+    fields. A request's `stop` replaces the configured one rather than adding to it, as in Ollama.
     """
     if not overrides:
         return req
@@ -89,8 +93,9 @@ def native_request(req: dict[str, Any], overrides: Mapping[str, Any]) -> dict[st
         if _positive_int(req.get("num_predict")) and given.get("num_predict") is None:
             options.pop("num_predict", None)  # Open WebUI sends num_predict at the top level
         out["options"] = {**options, **{name: value for name, value in given.items() if value is not None}}
-    if "think" in overrides and req.get("think") is None:
-        out["think"] = overrides["think"]
+    for name in _TOP_LEVEL:
+        if name in overrides and req.get(name) is None:
+            out[name] = overrides[name]
     return out
 
 
@@ -121,7 +126,7 @@ def openai_request(
     if path == "/responses":
         if _positive_int(limit):
             fill("max_output_tokens", limit)
-        effort = _effort(overrides.get("think"), capabilities)
+        effort = think_effort(overrides.get("think"), capabilities)
         if effort is not None and out.get("reasoning") is None:
             out["reasoning"] = {"effort": effort}
         return out
@@ -136,22 +141,13 @@ def openai_request(
         out["max_tokens"] = limit
     if overrides.get("stop"):
         fill("stop", list(overrides["stop"]))
-    effort = _effort(overrides.get("think"), capabilities)
-    # OpenRouter takes a `reasoning` object instead of `reasoning_effort`; either one means the client chose.
-    if path == "/chat/completions" and effort is not None and out.get("reasoning") is None:
+    effort = think_effort(overrides.get("think"), capabilities)
+    # OpenRouter's `reasoning` object and Ollama's `think` say the same as `reasoning_effort`:
+    # any of them means the client chose.
+    chose = out.get("reasoning") is not None or out.get("think") is not None
+    if path == "/chat/completions" and effort is not None and not chose:
         fill("reasoning_effort", effort)
     return out
-
-
-def _effort(think: Any, capabilities: frozenset[str]) -> str | None:
-    if think is None:
-        return None
-    if think is False:
-        # Only a model that reasons understands being told not to (as on the native routes).
-        return "none" if "thinking" in capabilities else None
-    if think is True:
-        return "medium"
-    return "high" if think == "max" else str(think)
 
 
 def _positive_int(value: Any) -> bool:
@@ -162,7 +158,8 @@ def parameter_lines(context_length: int, overrides: Mapping[str, Any]) -> list[t
     """The effective parameters as Ollama shows them: `(key, value)` pairs, one per list item.
 
     Values are rendered as Ollama's Go server renders them (`%#v`): strings quoted, numbers bare.
-    `think` is not a Modelfile parameter in Ollama, and a request timeout is oai2ollama's own: not shown.
+    `think` and `exclude_reasoning` are not Modelfile parameters in Ollama, and a request timeout is
+    oai2ollama's own: not shown.
     """
     lines = [("num_ctx", str(context_length))]
     for name, value in overrides.items():
