@@ -8,11 +8,13 @@ import re
 import signal
 import socket
 import sys
+import types
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import Any, Literal, NoReturn, Union, get_args, get_origin
 
-from pydantic import ValidationError
-from pydantic_settings import CliApp, SettingsError
+from pydantic import SecretStr, ValidationError
+from pydantic_settings import CliApp, CliSettingsSource, SettingsError
 
 from . import __version__
 from .config import Settings
@@ -62,11 +64,78 @@ def describe_unparsable(exc: SettingsError) -> str:
     return f"{where}: {text.split(': ', 1)[-1]}"
 
 
+# Settings given in sizes ("128k", "64m") rather than plain integers.
+_SIZES = frozenset({"context_length", "max_body_size"})
+# pydantic-settings says "(default: null)" and "(default: [])" where nothing is set by default.
+_EMPTY_DEFAULT = re.compile(r" \(default: (?:null|\[\]|\{\})\)$")
+
+
+def value_kind(annotation: Any) -> str | None:
+    """What to type after a flag, as `--help` shows it: `str`, `int`, `list`, `JSON`, …
+
+    pydantic-settings names the Python type (`SecretStr`, `dict[str,int]`, `list[Capability]`),
+    which tells a user nothing; None keeps its rendering (choices such as `{info,debug}`).
+    """
+    if get_origin(annotation) in (Union, types.UnionType):
+        kinds = [arg for arg in get_args(annotation) if arg is not type(None)]
+        annotation = kinds[0] if len(kinds) == 1 else annotation
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return None
+    if origin is list or annotation is list:
+        return "list"
+    if origin is dict or annotation is dict:
+        return "JSON"
+    if annotation is SecretStr:
+        return "str"
+    if isinstance(annotation, type) and issubclass(annotation, Path):
+        return "path"
+    return annotation.__name__ if isinstance(annotation, type) else None
+
+
+def _size_text(size: int) -> str:
+    for unit, factor in (("g", 1024**3), ("m", 1024**2), ("k", 1024)):
+        if size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
+
+
+def _cli_source() -> CliSettingsSource[Settings]:
+    """The argument parser pydantic-settings builds from `Settings`, with help that reads plainly."""
+    source = CliSettingsSource(Settings, cli_exit_on_error=False, case_sensitive=False)
+    parser = source.root_parser
+    fields = {name: name for name in Settings.model_fields}
+    fields |= {str(alias).lower(): name for name, info in Settings.model_fields.items() for alias in _aliases(info)}
+    for action in parser._actions:  # argparse has no public list of its arguments
+        name = fields.get(action.dest)
+        if name is None:
+            continue
+        info = Settings.model_fields[name]
+        kind = "size" if name in _SIZES else value_kind(info.annotation)
+        if action.metavar is not None and kind is not None:
+            action.metavar = kind
+        if action.help:
+            action.help = _EMPTY_DEFAULT.sub("", action.help)
+            if name in _SIZES and isinstance(info.default, int):
+                action.help = action.help.replace(
+                    f"(default: {info.default})", f"(default: {_size_text(info.default)})"
+                )
+    parser.add_argument(
+        "--version", action="version", version=f"oai2ollama {__version__}", help="print the version and exit"
+    )
+    return source
+
+
+def _aliases(info: Any) -> list[Any]:
+    alias = info.validation_alias
+    return list(getattr(alias, "choices", [alias] if isinstance(alias, str) else []))
+
+
 def load_settings(argv: Sequence[str]) -> Settings:
     try:
         # Without exit-on-error, argparse's complaints (unknown flag, missing value) come back as a
         # SettingsError, so every kind of bad input is reported the same way: one line, status 2.
-        settings = CliApp.run(Settings, cli_args=list(argv), cli_exit_on_error=False)
+        settings = CliApp.run(Settings, cli_args=list(argv), cli_settings_source=_cli_source())
     except ValidationError as exc:
         fail(describe_invalid(exc))
     except SettingsError as exc:

@@ -7,12 +7,13 @@ and tests construct it directly with keyword arguments.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, CliSuppress, NoDecode, SettingsConfigDict
 
 from .config_file import parse_size as _parse_size
@@ -42,6 +43,50 @@ def describe_bytes(size: int) -> str:
         if size >= factor:
             return f"{size // factor} {unit}" if size % factor == 0 else f"{size / factor:.1f} {unit}"
     return f"{size} bytes"
+
+
+DEFAULT_PORT = 11434
+_SCHEME_PORTS = {"http": 80, "https": 443}
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """Where `ollama serve` listens for an `OLLAMA_HOST` value: `host`, `host:port`, `:port`,
+    `http://host:port`, `[::1]:port` (Ollama's `envconfig.Host`).
+
+    No host means every interface (`:8080`, as Go listens); no port means 11434, or 80 and 443
+    after `http://` and `https://`; a path is ignored. An empty value is `127.0.0.1:11434`.
+    """
+    text = value.strip()
+    scheme, found, rest = text.partition("://")
+    default_port = _SCHEME_PORTS.get(scheme.lower(), DEFAULT_PORT) if found else DEFAULT_PORT
+    hostport = (rest if found else text).split("/", 1)[0]
+    host, port = _split_host_port(hostport)
+    if port is None:
+        bare = hostport.strip("[]")
+        return _ip_text(bare) or bare or "127.0.0.1", default_port
+    if not port:
+        port = str(default_port)  # `host:`, which Ollama takes for its default port too
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"invalid port {port!r} in OLLAMA_HOST {value!r}")
+    return host or "0.0.0.0", int(port)
+
+
+def _split_host_port(hostport: str) -> tuple[str, str | None]:
+    """Go's `net.SplitHostPort`, lenient: `(host, None)` where it would fail."""
+    if hostport.startswith("["):
+        host, bracket, port = hostport[1:].partition("]")
+        return (host, port[1:]) if bracket and port.startswith(":") else (hostport, None)
+    if hostport.count(":") != 1:  # none, or a bare IPv6 address
+        return hostport, None
+    host, _, port = hostport.partition(":")
+    return host, port
+
+
+def _ip_text(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
 
 
 def _split_list(value: object) -> object:
@@ -83,8 +128,14 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("api_key", "OPENAI_API_KEY"),
         description="Upstream API key (env OPENAI_API_KEY); when unset the client's own Authorization is forwarded",
     )
-    host: str = Field("localhost", description="Address to listen on (0.0.0.0 for all interfaces)")
-    port: int = Field(11434, ge=1, le=65535, description="Port to listen on")
+    host: str = Field(
+        "localhost",
+        description="Address to listen on (0.0.0.0 for all interfaces); where neither --host nor --port is given, "
+        "env OLLAMA_HOST (host:port, as for ollama serve) is read too",
+    )
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535, description="Port to listen on")
+    # Ollama's way of saying where to listen; HOST/PORT (or --host/--port) say it for this server and win.
+    ollama_host: CliSuppress[str | None] = Field(None, validation_alias=AliasChoices("ollama_host", "OLLAMA_HOST"))
     capabilities: Annotated[list[Capability], NoDecode] = Field(
         [], description="Capabilities every model advertises besides completion: tools,insert,vision,embedding,thinking"
     )
@@ -158,6 +209,24 @@ class Settings(BaseSettings):
     @classmethod
     def _unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value  # REQUEST_TIMEOUT= means none
+
+    @field_validator("ollama_host")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        listen_address(value)  # only to refuse a bad value now, naming the setting
+        return value
+
+    @model_validator(mode="after")
+    def _ollama_host(self) -> Settings:
+        if self.ollama_host is not None:
+            host, port = listen_address(self.ollama_host)
+            if "host" not in self.model_fields_set:
+                self.host = host
+            if "port" not in self.model_fields_set:
+                self.port = port
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from oai2ollama import __version__, cli
-from oai2ollama.config import Settings
+from oai2ollama.config import Settings, listen_address
 
 from .fakes import closed_port, isolate_settings
 
@@ -43,11 +43,80 @@ def test_help_documents_every_setting(capsys: pytest.CaptureFixture[str]) -> Non
     code, out, _ = run_main(capsys, "--help")
     assert code == 0
     for name, info in Settings.model_fields.items():
-        if name == "capacities":
-            continue  # the legacy spelling stays out of the help on purpose
+        if name in ("capacities", "ollama_host"):
+            continue  # the legacy spelling and Ollama's variable stay out of the flags on purpose
         assert f"--{name.replace('_', '-')}" in out or name == "extra_models", name
         assert info.description and info.description.split()[0] in out, name
     assert "--models" in out and "-m" in out and "-c" in out
+    assert "OLLAMA_HOST" in out
+
+
+def test_help_shows_plain_value_kinds_and_the_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = run_main(capsys, "--help")
+    for python_type in ("SecretStr", "dict[", "list[", "Path", "null", "NoneType", "(default: [])", "(default: {})"):
+        assert python_type not in out, python_type
+    usage = out.split("\n\n", 1)[0]
+    kinds = set(re.findall(r"\[-[-\w]+ ([^\]|]+)\]", usage))
+    assert kinds <= {"str", "int", "float", "list", "JSON", "size", "path", "{critical,error,warning,info,debug}"}
+    assert {"str", "int", "list", "JSON"} <= kinds
+    assert re.search(r"^  --version +print the version and exit$", out, re.MULTILINE)
+    assert "(default: 64m)" in out and "(default: 128k)" in out
+
+
+def test_the_version_flag_in_the_parser_prints_it_too(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.load_settings(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"oai2ollama {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("value", "host", "port"),
+    [
+        ("0.0.0.0", "0.0.0.0", 11434),
+        ("example.com", "example.com", 11434),
+        ("127.0.0.1:11435", "127.0.0.1", 11435),
+        (":8080", "0.0.0.0", 8080),  # no host: every interface, as Go listens on ":8080"
+        ("http://192.168.1.5:9000", "192.168.1.5", 9000),
+        ("http://192.168.1.5", "192.168.1.5", 80),  # Ollama's default port for the scheme
+        ("https://gateway.lan", "gateway.lan", 443),
+        ("[::1]:8081", "::1", 8081),
+        ("[::]:8081", "::", 8081),
+        ("::1", "::1", 11434),
+        ("0.0.0.0:8080/ignored/path", "0.0.0.0", 8080),
+        ("localhost:", "localhost", 11434),
+        ("  localhost:1234 ", "localhost", 1234),
+    ],
+)
+def test_ollama_host_values_mean_what_they_mean_to_ollama(value: str, host: str, port: int) -> None:
+    assert listen_address(value) == (host, port)
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "where"),
+    [
+        ({"OLLAMA_HOST": "0.0.0.0:8080"}, [], ("0.0.0.0", 8080)),
+        ({"OLLAMA_HOST": ":9999", "HOST": "127.0.0.1"}, [], ("127.0.0.1", 9999)),
+        ({"OLLAMA_HOST": "0.0.0.0:9999", "PORT": "7000"}, [], ("0.0.0.0", 7000)),
+        ({"OLLAMA_HOST": "0.0.0.0:9999"}, ["--host", "localhost"], ("localhost", 9999)),
+        ({"OLLAMA_HOST": "0.0.0.0:9999"}, ["--port", "7001"], ("0.0.0.0", 7001)),
+        ({"OLLAMA_HOST": ""}, [], ("localhost", 11434)),
+        ({}, [], ("localhost", 11434)),
+    ],
+)
+def test_ollama_host_sets_where_we_listen_unless_our_own_settings_say(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], args: list[str], where: tuple[str, int]
+) -> None:
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    settings = cli.load_settings(["--base-url", "http://up/v1", *args])
+    assert (settings.host, settings.port) == where
+
+
+def test_ollama_host_in_dot_env(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("OPENAI_BASE_URL=http://up/v1\nOLLAMA_HOST=[::1]:11500\n")
+    settings = cli.load_settings([])
+    assert (settings.host, settings.port) == ("::1", 11500)
 
 
 @pytest.mark.parametrize(
@@ -67,6 +136,8 @@ def test_help_documents_every_setting(capsys: pytest.CaptureFixture[str]) -> Non
         ([], {"OPENAI_BASE_URL": "http://up/v1", "CONTEXT_LENGTHS": "{not json"}, "context-lengths"),
         (["--base-url", "http://up/v1", "--no-such-flag"], {}, "--no-such-flag"),
         (["--base-url"], {}, "--base-url"),
+        ([], {"OPENAI_BASE_URL": "http://up/v1", "OLLAMA_HOST": "localhost:port"}, "ollama-host"),
+        ([], {"OPENAI_BASE_URL": "http://up/v1", "OLLAMA_HOST": "[::1]:70000"}, "OLLAMA_HOST"),
     ],
 )
 def test_bad_settings_give_one_line_and_status_2(
@@ -130,6 +201,30 @@ def test_entry_point_refuses_bad_settings_without_traceback(tmp_path: Path) -> N
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path, env=clean_env())
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "port" in done.stderr
+
+
+def test_server_listens_where_ollama_host_says(tmp_path: Path) -> None:
+    port = closed_port()
+    command = [str(BIN / "oai2ollama"), "--base-url", f"http://127.0.0.1:{closed_port()}/v1"]
+    env = {**clean_env(), "OLLAMA_HOST": f"http://127.0.0.1:{port}"}
+    server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, server.communicate()[0]
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/", timeout=2).text == "Ollama is running"
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server did not start within 30 s"
+                time.sleep(0.1)
+    finally:
+        server.terminate()
+        try:
+            server.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.communicate()
 
 
 def test_modules_build_no_settings_at_import(tmp_path: Path) -> None:
