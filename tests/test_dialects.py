@@ -96,6 +96,22 @@ def test_reasoning_history_goes_where_the_kind_reads_it(kind: str, field: str) -
     assert body["messages"][1] == {"role": "assistant", "content": "a", field: "r"}
 
 
+@pytest.mark.parametrize(
+    ("kind", "sent"), [("openrouter", {"reasoning": {"effort": "high"}}), ("vllm", {"reasoning_effort": "high"})]
+)
+def test_the_effort_goes_where_the_kind_reads_it(kind: str, sent: dict[str, Any]) -> None:
+    assert adapt({"reasoning_effort": "high"}, DIALECTS[kind], translated=True) == sent
+
+
+async def test_think_on_v1_reaches_openrouter_as_its_reasoning_object(client_for: ClientFor, fake: Any) -> None:
+    fake.models[:] = [{"id": "deepseek/deepseek-r1", "supported_parameters": ["reasoning", "tools"]}]
+    fake.on("POST", "/chat/completions", httpx.Response(200, json=completion("ok")))
+    http = await client_for(Settings(_env_file=None, base_url="https://openrouter.ai/v1", api_key="k"))  # type: ignore[call-arg]
+    request = {"model": "deepseek/deepseek-r1", "messages": [{"role": "user", "content": "hi"}], "think": "high"}
+    assert (await http.post("/v1/chat/completions", json=request)).status_code == 200
+    assert fake.last_body["reasoning"] == {"effort": "high"} and "reasoning_effort" not in fake.last_body
+
+
 def test_a_clients_own_v1_request_keeps_its_fields() -> None:
     body = adapt({"max_tokens": 5, **EXTRAS}, DIALECTS["openai"], translated=False)
     assert body == {"max_completion_tokens": 5, **EXTRAS}

@@ -32,7 +32,6 @@ routes = RouteTable()
 
 # The field upstreams read a reasoning effort from: OpenAI's name, which most servers share (once
 # upstreams have kinds, each kind names its own).
-REASONING_FIELD = "reasoning_effort"
 
 
 def _sse_error(exc: ProxyError) -> bytes:
@@ -68,7 +67,8 @@ async def _relay(request: Request, path: str) -> Response:
     capabilities = frozenset(card.capabilities)
     exclude = False
     if path == "/chat/completions":
-        body, exclude = chat_controls(body, card.options, capabilities=capabilities, reasoning_field=REASONING_FIELD)
+        effort_field = catalog.dialect(catalog.target(card)).effort_field
+        body, exclude = chat_controls(body, card.options, capabilities=capabilities, reasoning_field=effort_field)
     else:
         body = openai_overrides(body, card.options, path=path, capabilities=capabilities)
     response = await send_upstream(request, card, path, body, translated=False)

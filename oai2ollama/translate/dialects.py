@@ -23,6 +23,7 @@ class Dialect:
     extras: frozenset[str]  # which SAMPLING_EXTRAS it accepts
     token_limit: str = "max_tokens"
     reasoning_history: str = "reasoning_content"  # where an assistant turn's reasoning goes back
+    effort_field: str = "reasoning_effort"  # "reasoning": OpenRouter's `reasoning: {effort}` object
     auth_header: str = "authorization"  # "api-key": the key as is, not as a bearer token
 
 
@@ -31,7 +32,12 @@ DIALECTS: Mapping[str, Dialect] = {
     for dialect in (
         Dialect("openai", frozenset(), token_limit="max_completion_tokens"),
         Dialect("azure", frozenset(), token_limit="max_completion_tokens", auth_header="api-key"),
-        Dialect("openrouter", frozenset({"top_k", "min_p", "repetition_penalty"}), reasoning_history="reasoning"),
+        Dialect(
+            "openrouter",
+            frozenset({"top_k", "min_p", "repetition_penalty"}),
+            reasoning_history="reasoning",
+            effort_field="reasoning",
+        ),
         Dialect("vllm", frozenset({"top_k", "min_p", "repetition_penalty"})),
         Dialect("llama.cpp", frozenset({"top_k", "min_p", "typical_p", "repeat_penalty"})),
         Dialect("lmstudio", frozenset({"top_k", "min_p", "repeat_penalty"})),
@@ -87,6 +93,8 @@ def adapt(body: dict[str, Any], dialect: Dialect, *, translated: bool) -> dict[s
         return body
     for name in SAMPLING_EXTRAS - dialect.extras:
         body.pop(name, None)
+    if dialect.effort_field == "reasoning" and "reasoning_effort" in body:
+        body["reasoning"] = {"effort": body.pop("reasoning_effort")}
     if dialect.reasoning_history != "reasoning_content":
         for message in body.get("messages") or ():
             if isinstance(message, dict) and "reasoning_content" in message:
