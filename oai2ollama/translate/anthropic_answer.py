@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import UpstreamError
 from .answer import Piece, ToolCall, ToolCallFragment
-from .usage import Meter
+from .usage import Meter, metered_events
 
 Event = dict[str, Any]
 
@@ -177,18 +177,7 @@ async def message_events(
     at four characters per token. Once it is over, however it ends, `meter` holds what it used.
     """
     encoder = _Encoder(model, input_tokens, msg_id or message_id())
-    finish: str | None = None
-    usage: dict[str, Any] | None = None
-    try:
-        async for piece in pieces:
-            for event in encoder.piece(piece):
-                yield event
-            finish = piece.finish_reason or finish
-            usage = piece.usage or usage
-    finally:
-        if meter is not None:
-            meter.usage, meter.output_chars = usage, encoder.output_chars
-    for event in encoder.finish(finish, usage):
+    async for event in metered_events(pieces, encoder, meter):
         yield event
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from .. import wire
 from ..errors import BadRequest
+from .fields import objects, text_of
 
 # Budgets are Claude Code's: "think" 4,000, "think hard" 10,000, "ultrathink" 31,999 tokens.
 LOW_BUDGET_BELOW = 4096
@@ -41,16 +42,11 @@ def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
     """Content as a list of blocks; a string is one text block."""
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
-    if not isinstance(content, list) or not all(isinstance(block, dict) for block in content):
-        raise BadRequest(f"{where}: content must be a string or a list of content blocks")
-    return content
+    return objects(content, f"{where}: content must be a string or a list of content blocks")
 
 
 def _text(block: dict[str, Any], where: str) -> str:
-    text = block.get("text")
-    if not isinstance(text, str):
-        raise BadRequest(f"{where}: text block needs a string `text`")
-    return text
+    return text_of(block, where, "text block")
 
 
 def _system(system: Any) -> str:

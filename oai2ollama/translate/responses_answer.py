@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import UpstreamError
 from .answer import Piece, ToolCallFragment, new_call_id, usage_counts
-from .usage import Meter
+from .usage import Meter, metered_events
 
 Event = dict[str, Any]
 Item = dict[str, Any]
@@ -254,18 +254,7 @@ async def response_events(
     answers anything still gets a real HTTP status; a failure after that is the caller's to turn
     into `encoder.fail(...)`. Once it is over, however it ends, `meter` holds what it used.
     """
-    finish: str | None = None
-    usage: dict[str, Any] | None = None
-    try:
-        async for piece in pieces:
-            for event in encoder.piece(piece):
-                yield event
-            finish = piece.finish_reason or finish
-            usage = piece.usage or usage
-    finally:
-        if meter is not None:
-            meter.usage, meter.output_chars = usage, encoder.output_chars
-    for event in encoder.finish(finish, usage):
+    async for event in metered_events(pieces, encoder, meter):
         yield event
 
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import BadRequest
+from .fields import objects, text_of
 
 Item = dict[str, Any]
 EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
@@ -35,23 +36,14 @@ def input_items(req: dict[str, Any]) -> list[Item]:
         return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}]
     if value is None:
         return []
-    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        raise BadRequest("input must be a string or a list of input items")
-    return value
-
-
-def _text(part: dict[str, Any], where: str) -> str:
-    text = part.get("text")
-    if not isinstance(text, str):
-        raise BadRequest(f"{where}: a text part needs a string `text`")
-    return text
+    return objects(value, "input must be a string or a list of input items")
 
 
 def _part(part: Any, where: str) -> dict[str, Any]:
     """One content part as a chat content part."""
     kind = part.get("type") if isinstance(part, dict) else None
     if kind in ("input_text", "output_text", "text"):
-        return {"type": "text", "text": _text(part, where)}
+        return {"type": "text", "text": text_of(part, where)}
     if kind == "refusal" and isinstance(part.get("refusal"), str):
         return {"type": "text", "text": part["refusal"]}
     if kind == "input_image":

@@ -8,7 +8,7 @@ async stage each: every extra stage would cost a suspension per chunk on the hot
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator
 from typing import Any
 
 from .. import wire
@@ -162,22 +162,14 @@ async def openai_chunk_batches(
             payloads = reader.feed(splitter.feed(chunk))
             if payloads:
                 sniffed = None
-                batch, error = _decode_all(payloads, host)
-                if batch:
-                    progress.see(batch)
+                for batch in progress.batches(payloads):
                     yield batch
-                if error is not None:
-                    raise error
             if reader.done:
                 return
         payloads = reader.feed(splitter.close()) + reader.close()
         if payloads:
-            batch, error = _decode_all(payloads, host)
-            if batch:
-                progress.see(batch)
+            for batch in progress.batches(payloads):
                 yield batch
-            if error is not None:
-                raise error
         elif sniffed is not None and not reader.done:
             document = b"".join(sniffed)
             if not document.lstrip().startswith(b"{"):
@@ -228,6 +220,16 @@ class _Progress:
         self.host = host
         self.answering = False  # a chunk with choices arrived
         self.finished = False  # the answer's choice has its finish_reason
+
+    def batches(self, payloads: list[bytes]) -> Iterator[list[dict[str, Any]]]:
+        """The chunks of `payloads` as one batch, seen; a bad payload raises after the good chunks
+        before it have been given."""
+        batch, error = _decode_all(payloads, self.host)
+        if batch:
+            self.see(batch)
+            yield batch
+        if error is not None:
+            raise error
 
     def see(self, batch: list[dict[str, Any]]) -> None:
         if self.finished:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .. import wire
 from ..records import Usage
+from .answer import Piece
 
 _USAGE = b'"usage"'
 # A usage object split over reads is held until it is whole; one this large is not usage.
@@ -35,6 +36,36 @@ class Meter:
 
     usage: dict[str, Any] | None = None  # the upstream's last `usage` object
     output_chars: int = 0  # characters of text, reasoning and tool arguments written
+
+
+class PieceEncoder(Protocol):
+    """An encoder of one answer in some dialect: events per piece, and the closing events."""
+
+    output_chars: int
+
+    def piece(self, piece: Piece) -> Iterable[Any]: ...
+
+    def finish(self, finish_reason: str | None, usage: dict[str, Any] | None) -> Iterable[Any]: ...
+
+
+async def metered_events(
+    pieces: AsyncIterable[Piece], encoder: PieceEncoder, meter: Meter | None
+) -> AsyncIterator[Any]:
+    """`encoder`'s events for an answer's pieces; once it is over, however it ends, `meter` holds
+    what the answer used."""
+    finish: str | None = None
+    usage: dict[str, Any] | None = None
+    try:
+        async for piece in pieces:
+            for event in encoder.piece(piece):
+                yield event
+            finish = piece.finish_reason or finish
+            usage = piece.usage or usage
+    finally:
+        if meter is not None:
+            meter.usage, meter.output_chars = usage, encoder.output_chars
+    for event in encoder.finish(finish, usage):
+        yield event
 
 
 def estimate(chars: int) -> int:
