@@ -71,7 +71,7 @@ async def json_body(request: Request) -> dict[str, Any]:
     if not body.strip():
         raise BadRequest("missing request body")
     try:
-        data = wire.loads(body)
+        data = wire.loads_request(body)
     except wire.InvalidJSON as exc:
         try:
             body.decode("utf-8")  # only now: the happy path does not pay for a second pass

@@ -71,6 +71,37 @@ async def test_malformed_body_is_400(client: httpx.AsyncClient, fake: FakeUpstre
 
 
 @pytest.mark.parametrize("path", OLLAMA_POSTS + OPENAI_POSTS)
+@pytest.mark.parametrize(
+    ("number", "words"),
+    [
+        (b"NaN", "options.temperature: NaN is not JSON"),
+        (b"Infinity", "options.temperature: Infinity is not JSON"),
+        (b"[1, -Infinity]", "options.temperature[1]: -Infinity is not JSON"),
+        (b"1e400", "options.temperature: number out of range"),
+        (b"-1.5e309", "options.temperature: number out of range"),
+    ],
+)
+async def test_numbers_json_does_not_have_are_400(
+    client: httpx.AsyncClient, fake: FakeUpstream, path: str, number: bytes, words: str
+) -> None:
+    """NaN and ±Infinity are not JSON, and a number beyond a double (1e400) would go upstream as
+    `Infinity`: refused, naming the field, rather than passed on as a body that is not JSON."""
+    body = b'{"model": "gpt-test", "messages": [], "prompt": "x", "input": "x", "options": {"temperature": %s}}'
+    response = await client.post(path, content=body % number, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert words in check(path, response)
+    assert not [r for r in fake.requests if r.method == "POST"], "nothing reaches the upstream"
+
+
+async def test_numbers_within_range_pass(client: httpx.AsyncClient, fake: FakeUpstream) -> None:
+    fake.on("POST", "/chat/completions", httpx.Response(200, json={"id": "chatcmpl-1", "choices": []}))
+    body = b'{"model": "gpt-test", "messages": [], "temperature": 1.7976931348623157e308, "seed": %d, "x": 1e-400}'
+    response = await client.post("/v1/chat/completions", content=body % 2**70)
+    assert response.status_code == 200, response.text
+    assert fake.last_body["temperature"] == 1.7976931348623157e308 and fake.last_body["seed"] == 2**70
+
+
+@pytest.mark.parametrize("path", OLLAMA_POSTS + OPENAI_POSTS)
 @pytest.mark.parametrize("body", [{}, {"model": ""}, {"model": None}, {"model": 7}])
 async def test_missing_model_is_400(client: httpx.AsyncClient, path: str, body: dict[str, Any]):
     response = await client.post(path, json={**body, "messages": HELLO, "prompt": "x", "input": "x"})
