@@ -387,6 +387,9 @@ ERRORS = [
     pytest.param(request(tools={"name": "x"}), "tools must be a list", id="tools not a list"),
     pytest.param(request(tools=[WEATHER_TOOL], tool_choice={"type": "maybe"}), "tool_choice", id="bad tool_choice"),
     pytest.param(request(tools=[WEATHER_TOOL], tool_choice={"type": "tool"}), "tool_choice", id="tool without name"),
+    # Once a TypeError (a list is not hashable) and a 500.
+    pytest.param(request(tools=[WEATHER_TOOL], tool_choice={"type": ["auto"]}), "tool_choice", id="type a list"),
+    pytest.param(request(tools=[WEATHER_TOOL], tool_choice=[{"type": "auto"}]), "tool_choice", id="tool_choice a list"),
     pytest.param(request(thinking={"type": "enabled"}), "budget_tokens", id="thinking without budget"),
     pytest.param(request(thinking={"type": "on"}), "thinking.type", id="bad thinking type"),
     pytest.param(request(stop_sequences="END"), "stop_sequences", id="stop_sequences string"),

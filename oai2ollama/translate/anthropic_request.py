@@ -209,7 +209,7 @@ def _tool_choice(choice: Any, body: dict[str, Any]) -> None:
     kind = choice.get("type") if isinstance(choice, dict) else choice
     if kind == "tool" and isinstance(choice, dict) and isinstance(choice.get("name"), str):
         body["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
-    elif kind in _TOOL_CHOICES:
+    elif isinstance(kind, str) and kind in _TOOL_CHOICES:
         body["tool_choice"] = _TOOL_CHOICES[kind]
     else:
         raise BadRequest("tool_choice.type must be auto, any, tool (with a name) or none")
