@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from typing import Any
 
 import httpx
@@ -367,6 +368,16 @@ async def test_load_answer_is_one_object_even_when_streaming(fake, client, keep_
         "done": True,
         "done_reason": reason,
     }
+
+
+async def test_a_long_run_of_zeros_in_keep_alive_is_read_in_linear_time(fake, client) -> None:
+    """`(0+…)+` backtracked on this, twice as long with each zero: ~5 s here, for ever at 40 zeros,
+    with the event loop (every other request) held all the while."""
+    started = time.perf_counter()
+    for keep_alive, reason in [("0" * 25 + "!", "load"), ("0" * 100_000 + "s", "unload"), ("0s" * 50_000, "unload")]:
+        response = await client.post("/api/chat", json={"model": MODEL, "messages": [], "keep_alive": keep_alive})
+        assert response.json()["done_reason"] == reason
+    assert time.perf_counter() - started < 1.0
 
 
 async def test_an_unlisted_model_reaches_the_upstream_and_its_404_the_client(fake, ollama_client) -> None:

@@ -27,7 +27,10 @@ from . import Endpoint, RouteTable, record_usage, send_upstream
 routes = RouteTable()
 
 # A zero Go duration: "0", "0s", "0m0s", "0.0h"…; `keep_alive` set to it unloads the model.
-_ZERO_DURATION = re.compile(r"(?:0+(?:\.0*)?(?:ns|us|µs|ms|s|m|h)?)+")
+# Units separate the numbers, so no run of zeros can be split two ways: with `(0+…)+` a long
+# run of zeros and a wrong last character backtracked for ever, holding the event loop.
+_UNIT = r"(?:ns|us|µs|ms|s|m|h)"
+_ZERO_DURATION = re.compile(rf"0+(?:\.0*)?(?:{_UNIT}0+(?:\.0*)?)*{_UNIT}?")
 
 
 def _error_line(exc: ProxyError) -> bytes:
