@@ -12,9 +12,12 @@ import uvicorn
 
 
 @asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    """Run `app` under uvicorn on a free loopback port for the duration of the block."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", loop="asyncio")
+async def serve(app: Any, **options: Any) -> AsyncIterator[str]:
+    """Run `app` under uvicorn on a free loopback port for the duration of the block; `options`
+    for `uvicorn.Config` (`http="h11"`, …)."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", loop="asyncio", **options
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
