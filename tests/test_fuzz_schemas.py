@@ -27,6 +27,7 @@ import copy
 import json
 import logging
 import os
+import re
 import signal
 import time
 from collections import Counter
@@ -41,8 +42,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from oai2ollama.app import create_app
-from oai2ollama.app import dialect as app_dialect
 from oai2ollama.config import Settings
+from oai2ollama.errors import dialect as app_dialect
+from oai2ollama.translate.generate_context import Conversation
+from oai2ollama.translate.generate_context import encode as encode_context
 from oai2ollama.upstream import Upstreams
 
 from .conftest import PROXY_URL
@@ -110,9 +113,11 @@ OLLAMA_CHAT = {
     "options": OLLAMA_OPTIONS, "stream": False, "keep_alive": "5m", "think": True, "truncate": True,
     "shift": True, "logprobs": True, "top_logprobs": 2, "_debug_render_only": False,
 }  # fmt: skip
+# A context this server returned (a compressed conversation); any other is refused.
+CONTEXT = encode_context(Conversation("be brief", (("hi", "Hello"),)))
 OLLAMA_GENERATE = {
     "model": "gpt-test", "prompt": "hi", "system": "be brief", "template": "{{ .Prompt }}",
-    "context": [1, 2, 3], "images": [PNG], "format": "json", "options": OLLAMA_OPTIONS, "stream": False,
+    "context": CONTEXT, "images": [PNG], "format": "json", "options": OLLAMA_OPTIONS, "stream": False,
     "keep_alive": 300, "think": "high", "truncate": True, "shift": True, "logprobs": True,
     "top_logprobs": 2, "width": 512, "height": 512, "steps": 4, "_debug_render_only": False,
 }  # fmt: skip
@@ -381,11 +386,32 @@ ROUTES = [
         required=frozenset({"model", "messages"}),
         dialect="anthropic",
     ),
+    # The same routes under the prefix some clients put before Anthropic's paths.
+    Route(
+        "POST",
+        "/anthropic/v1/messages",
+        (ANTHROPIC, ANTHROPIC_SIMPLE),
+        required=frozenset({"model", "max_tokens", "messages"}),
+        dialect="anthropic",
+    ),
+    Route(
+        "POST",
+        "/anthropic/v1/messages/count_tokens",
+        (ANTHROPIC_COMMON,),
+        required=frozenset({"model", "messages"}),
+        dialect="anthropic",
+    ),
 ]
 # Routes that take no JSON body: fuzzed through their path parameter, their query and a body
 # they should not read.
 PATH_ROUTES = [("GET", "/v1/models/"), ("GET", "/v1/responses/"), ("POST", "/api/blobs/"), ("HEAD", "/api/blobs/")]
-FIELDLESS = [("GET", path) for path in ("/", "/api/version", "/api/tags", "/api/ps", "/v1/models", "/models")]
+FIELDLESS = [
+    ("GET", path)
+    for path in (
+        "/", "/api/version", "/api/tags", "/api/ps", "/v1/models", "/models", "/metrics",
+        "/api/experimental/model-recommendations",
+    )
+]  # fmt: skip
 PATH_VALUES = [
     "a" * 60_000, "%ff%fe", "%ed%a0%80", "%c0%af", "%00", "%0d%0aX-Injected:%201", "..%2F..%2Fetc%2Fpasswd",
     "gpt-test/../../api/tags", "%F0%9F%98%80", "NaN", "Infinity", "%25", "%", "gpt-test:latest", "GPT-TEST", "%20",
@@ -433,6 +459,8 @@ def sdk_fields() -> dict[str, set[str]]:
         "POST /v1/responses (translated)": responses,
         "POST /v1/messages": typed(message_create_params.MessageCreateParamsBase) | {"stream"},
         "POST /v1/messages/count_tokens": typed(message_count_tokens_params.MessageCountTokensParams),
+        "POST /anthropic/v1/messages": typed(message_create_params.MessageCreateParamsBase) | {"stream"},
+        "POST /anthropic/v1/messages/count_tokens": typed(message_count_tokens_params.MessageCountTokensParams),
     }
 
 
@@ -444,6 +472,26 @@ def exemplar_fields(route: Route) -> set[str]:
             fields |= {f"messages[].{name}" for name in message}
         fields |= {f"options.{name}" for name in exemplar.get("options") or ()}
     return fields
+
+
+def routes_of(app: Any) -> set[tuple[str, str]]:
+    """Every (method, path template) the app serves."""
+    found, pending = set(), list(app.routes)
+    while pending:
+        route = pending.pop()
+        if hasattr(route, "original_router"):  # how FastAPI keeps an included router
+            pending += route.original_router.routes
+        elif getattr(route, "methods", None):
+            found |= {(method, route.path) for method in route.methods}
+    return found
+
+
+async def test_every_route_is_fuzzed(app: Any) -> None:
+    """A new route fails here until it is in ROUTES, PATH_ROUTES or FIELDLESS."""
+    fuzzed = {(route.method, route.path) for route in ROUTES} | set(FIELDLESS)
+    fuzzed |= {(method, prefix + "{}") for method, prefix in PATH_ROUTES}
+    served = {(method, re.sub(r"\{[^}]*\}", "{}", path)) for method, path in routes_of(app) if method != "HEAD"}
+    assert served <= fuzzed, sorted(served - fuzzed)
 
 
 def test_the_exemplars_cover_the_sdks() -> None:
@@ -968,7 +1016,7 @@ async def test_paths_queries_and_unread_bodies(proxies: Any, caplog: pytest.LogC
 
 SERVER_KEY = "fuzz-server-key-0123456789"
 BODY_LIMIT = 2 * LONG  # so that a body just above it is refused, not read
-LOOPBACK_SAMPLE = 7  # every 7th case of the sweep goes over the socket too
+LOOPBACK_SAMPLE = 10  # every 10th case of the sweep goes over the socket too
 
 
 def chunked(*parts: bytes) -> bytes:
