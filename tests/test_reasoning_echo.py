@@ -72,3 +72,21 @@ async def test_the_relay_adds_reasoning_text_and_keeps_plain_streams_as_sent(
     fake.on("POST", "/chat/completions", lambda request: sse_response(REASONED))
     answer = await client.post("/v1/chat/completions", json=request)
     assert [d.get("reasoning_text") for d in deltas(answer.content)] == ["Let me think", " again", "kept as sent"]
+
+
+def test_a_long_answer_without_reasoning_up_front_is_no_longer_searched() -> None:
+    from oai2ollama.translate.reasoning_echo import _WATCH
+
+    plain = delta_event(content="x" * 100) * (2 * _WATCH // 100)
+    late = delta_event(reasoning_content="late")
+    echo = ReasoningEcho()
+    assert echo.feed(plain) + echo.feed(late) + echo.close() == plain + late
+
+
+def test_reasoning_up_front_is_echoed_to_the_end() -> None:
+    from oai2ollama.translate.reasoning_echo import _WATCH
+
+    echo = ReasoningEcho()
+    first = echo.feed(delta_event(reasoning_content="r") + delta_event(content="x" * 100) * (2 * _WATCH // 100))
+    later = echo.feed(delta_event(reasoning_content="more"))
+    assert [d.get("reasoning_text") for d in deltas(first + later) if "reasoning_content" in d] == ["r", "more"]

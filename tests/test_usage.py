@@ -81,5 +81,16 @@ def test_the_tap_finds_usage_however_the_reads_fall(name: str, cuts: list[int]) 
 
 def test_usage_null_is_no_usage() -> None:
     tap = UsageTap(count_text=True)
-    tap.feed(sse(*[{**c, "usage": None} for c in text_stream("Hello")[:-1]]))
-    assert (tap.usage, tap.text_chars) == (None, 5)
+    chunks = [{**c, "usage": None} for c in text_stream("Hello")[:-1]]
+    tap.feed(sse(*chunks))
+    assert (tap.usage, tap.output_estimate) == (None, len(chunks))  # a stream is measured by its deltas
+
+
+def test_the_usage_at_the_end_of_a_long_stream_is_found_from_the_last_reads_only() -> None:
+    body = sse(*text_stream(*(f"word{n} " for n in range(3000))))
+    assert len(body) > 20 * 16 * 1024
+    tap = UsageTap(count_text=True)
+    for start in range(0, len(body), 300):
+        tap.feed(body[start : start + 300])
+    assert tap.usage == text_stream("x")[-1]["usage"]
+    assert 2900 < (tap.output_estimate or 0) < 3100, "deltas, counted in the last reads, scaled to the whole"

@@ -96,7 +96,7 @@ def relay_usage(request: Request, tap: UsageTap, body: dict[str, Any]) -> None:
     request.state.usage = lambda: token_usage(
         tap.usage,
         input_estimate=lambda: request_tokens(body),
-        output_chars=tap.text_chars if tap.counts_text else None,
+        output_tokens=tap.output_estimate,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,9 +20,10 @@ from .. import wire
 from ..records import Usage
 from .answer import Piece
 
-_USAGE = b'"usage"'
-# A usage object split over reads is held until it is whole; one this large is not usage.
-_MAX_HELD = 64 * 1024
+# A usage object, not OpenAI's `"usage": null` on every chunk.
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+# How much of the end of a relayed stream is kept to find its usage in.
+_SAMPLE = 16 * 1024
 # The strings that are the answer's text in OpenAI chunks and completions (JSON-escaped, so
 # counted a little long): chat `content`, reasoning, tool-call `arguments`, legacy `text`.
 _TEXT = re.compile(rb'"(?:content|reasoning_content|reasoning|arguments|text)":\s*"((?:[^"\\]|\\.)*)"')
@@ -90,10 +92,11 @@ def token_usage(
     *,
     input_estimate: Callable[[], int] | None = None,
     output_chars: int | None = None,
+    output_tokens: int | None = None,
 ) -> Usage:
     """OpenAI chat (`prompt_tokens`…) or Responses (`input_tokens`…) usage as a `Usage`; a count
-    the upstream left out is estimated when the caller can (`input_estimate()`, `output_chars`),
-    and the usage is then marked `estimated`."""
+    the upstream left out is estimated when the caller can (`input_estimate()`; `output_tokens`,
+    else `output_chars`), and the usage is then marked `estimated`."""
     usage = usage if isinstance(usage, Mapping) else {}
     read = Usage(
         input_tokens=_int(usage.get("prompt_tokens", usage.get("input_tokens"))),
@@ -107,8 +110,8 @@ def token_usage(
     if read.input_tokens is None and input_estimate is not None:
         read.input_tokens = input_estimate()
         read.estimated = True
-    if read.output_tokens is None and output_chars is not None:
-        read.output_tokens = estimate(output_chars)
+    if read.output_tokens is None and (output_tokens is not None or output_chars is not None):
+        read.output_tokens = output_tokens if output_tokens is not None else estimate(output_chars or 0)
         read.estimated = True
     return read
 
@@ -137,70 +140,79 @@ def text_chars(data: bytes) -> int:
 
 
 class UsageTap:
-    """Finds the `usage` object in a relayed answer's bytes without parsing the rest.
+    """The `usage` object of a relayed answer, found without reading the answer as it passes.
 
-    `feed` each read as it passes (it returns the read, so it can stand in for an identity
-    encoder). A read without `"usage"` costs one substring search, plus a look at its last bytes
-    in case the name is split; `"usage": null` (OpenAI sends it on every chunk) is passed over;
-    an object split across reads is held until its braces close. The last object found wins.
-    With `count_text`, the answer's text is counted too, for an estimate when no usage comes.
+    OpenAI-compatible servers send an answer's usage in its last chunk, so `feed` (which returns
+    each read as it is, standing in for an identity encoder) only keeps references to the last
+    reads, about `_SAMPLE` bytes, and they are searched once, when `usage` is first read after the
+    answer. With `count_text`, the answer is measured too, for an estimate when no usage comes: a
+    stream by its deltas (servers send about one token each; counted in that last sample and
+    scaled to the whole), a whole document by its text.
     """
 
-    __slots__ = ("_held", "counts_text", "feed", "text_chars", "usage")
+    __slots__ = ("_found", "_kept", "_recent", "_relayed", "_searched", "counts_text", "feed", "text_chars")
 
     def __init__(self, *, count_text: bool = False):
-        self.usage: dict[str, Any] | None = None
         self.counts_text = count_text
         self.text_chars = 0
-        self._held = b""
-        self.feed: Callable[[bytes], bytes] = self._feed_counting if count_text else self._feed
+        self._recent: deque[bytes] = deque()
+        self._kept = 0  # bytes in `_recent`
+        self._relayed = 0  # bytes fed in all
+        self._found: dict[str, Any] | None = None
+        self._searched = True
+        self.feed: Callable[[bytes], bytes] = self._feed
+
+    def _feed(self, data: bytes) -> bytes:
+        recent = self._recent
+        recent.append(data)
+        self._kept += len(data)
+        self._relayed += len(data)
+        while self._kept - len(recent[0]) >= _SAMPLE:
+            self._kept -= len(recent.popleft())
+        self._searched = False
+        return data
 
     def feed_whole(self, document: bytes) -> None:
         """A whole answer at once; its text is counted only if it holds no usage."""
-        self._feed(document)
-        if self.usage is None and self.counts_text:
+        self._found = _last_usage(document) or self._found
+        if self._found is None and self.counts_text:
             self.text_chars += text_chars(document)
 
-    def _feed(self, data: bytes) -> bytes:
-        if self._held or _USAGE in data or data.rfind(b'"', -6) != -1:
-            self._scan(data)
-        return data
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        if not self._searched:
+            self._searched = True
+            self._found = _last_usage(self._sample()) or self._found
+        return self._found
 
-    def _feed_counting(self, data: bytes) -> bytes:
-        self.text_chars += text_chars(data)
-        return self._feed(data)
+    @property
+    def output_estimate(self) -> int | None:
+        """Estimated output tokens, where `count_text` asked for them."""
+        if not self.counts_text:
+            return None
+        sample = self._sample()
+        if sample:
+            return round(sample.count(b'"delta"') * self._relayed / len(sample))
+        return estimate(self.text_chars)
 
-    def _scan(self, data: bytes) -> None:
-        if self._held:
-            data, self._held = self._held + data, b""
-        at = data.find(_USAGE)
-        while at != -1:
-            value = at + len(_USAGE)
-            while value < len(data) and data[value] in b" \t\r\n:":
-                value += 1
-            if value == len(data):
-                self._hold(data[at:])  # the value is in the next read
-                return
-            if data[value] != 0x7B:  # `{`: anything else (null) is no usage
-                at = data.find(_USAGE, value)
-                continue
-            end = _closing_brace(data, value)
-            if end == -1:
-                self._hold(data[at:])
-                return
-            try:
-                found = wire.loads(data[value : end + 1])
-            except wire.InvalidJSON:
-                found = None
-            if isinstance(found, dict):
-                self.usage = found
-            at = data.find(_USAGE, end)
-        quote = data.rfind(b'"', -6)
-        if quote != -1 and _USAGE.startswith(data[quote:]):
-            self._held = data[quote:]  # `"usa` at the end of a read: the name may go on in the next
+    def _sample(self) -> bytes:
+        return b"".join(self._recent)[-4 * _SAMPLE :]
 
-    def _hold(self, rest: bytes) -> None:
-        self._held = rest if len(rest) <= _MAX_HELD else b""
+
+def _last_usage(data: bytes) -> dict[str, Any] | None:
+    """The last usage object in `data`; one cut by the start of `data` is not seen."""
+    found = None
+    for match in _USAGE_OBJECT.finditer(data):
+        end = _closing_brace(data, match.end() - 1)
+        if end == -1:
+            break
+        try:
+            value = wire.loads(data[match.end() - 1 : end + 1])
+        except wire.InvalidJSON:
+            continue
+        if isinstance(value, dict):
+            found = value
+    return found
 
 
 def _closing_brace(data: bytes, start: int) -> int:
