@@ -20,6 +20,8 @@ from .errors import ProxyError, anthropic_body, dialect, error_kind, ollama_body
 from .guards import Guards, policy_from
 from .http import InFlight, json_response
 from .in_use import ModelsInUse
+from .ledger import Ledger
+from .ledger.database import resolve_url
 from .metrics import Metrics
 from .records import ErrorKind, Observer, RequestState
 from .request_log import RequestLog
@@ -69,15 +71,23 @@ def create_app(
     metrics: Metrics | None = None,
 ) -> FastAPI:
     """Build the app. Tests pass their own `upstreams` (over a mock transport); otherwise the
-    pooled client is opened when the app starts and closed when it stops. Each of `observers` gets
-    every answered request's record (see `records`), and so does `metrics` (by default the
-    process's own, see `metrics.Metrics.from_environment`), which /metrics shows."""
+    pooled client and the usage ledger (unless `--database-url none`) are opened when the app
+    starts and closed when it stops. Each of `observers` gets every answered request's record
+    (see `records`), and so does `metrics` (by default the process's own, see
+    `metrics.Metrics.from_environment`), which /metrics shows."""
     # Read once, now: a bad config file stops the start-up (cli prints the ValueError, exits 2).
     configuration = assemble(settings)
     guard_policy = policy_from(settings, configuration.keys)
     routers = (openai, responses, native, anthropic, discovery, metrics_route)
     if metrics is None:
         metrics = Metrics.from_environment(route.path for module in routers for route in module.routes)
+    ledger: Ledger | None = None
+    if upstreams is None:
+        url = resolve_url(settings.database_url.get_secret_value() if settings.database_url else None)
+        if url is not None:
+            ledger = Ledger(url)
+            observers = [*observers, ledger.observe]
+            metrics.register_queue(ledger.queue_depth, lambda: ledger.dropped if ledger else 0)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -93,13 +103,19 @@ def create_app(
         app.state.catalog = _catalog(owned)
         # In the background: the server answers while a slow upstream is still being asked.
         announcing = asyncio.create_task(app.state.catalog.announce())
+        if ledger is not None:
+            await ledger.start()  # the database is opened and migrated in the background too
         try:
             yield
         finally:
-            metrics.close()
-            announcing.cancel()
-            await app.state.catalog.aclose()
-            await owned.aclose()
+            try:
+                metrics.close()
+                announcing.cancel()
+                await app.state.catalog.aclose()
+                await owned.aclose()
+            finally:
+                if ledger is not None:
+                    await ledger.aclose()  # every answered request is over: write what is queued
 
     def _catalog(client: Upstreams) -> Catalog:
         catalog = Catalog(client, configuration.catalog)
@@ -120,6 +136,7 @@ def create_app(
     app.state.guards = guard_policy
     app.state.in_use = ModelsInUse()
     app.state.metrics = metrics
+    app.state.ledger = ledger
     app.state.in_flight = InFlight()  # ended by the server when its shutdown grace is over (cli.py)
     if upstreams is not None:
         app.state.upstreams = upstreams

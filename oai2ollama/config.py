@@ -37,6 +37,17 @@ def parse_bytes(value: str) -> int:
     return int(parsed.group(1)) * _BYTE_UNITS[(parsed.group(2) or "").lower()]
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(value: str) -> float:
+    """Seconds in "30d", "12h", "90m", "45s", "2w"; a bare number counts days, the unit retention is thought in."""
+    parsed = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", value, re.IGNORECASE)
+    if not parsed:
+        raise ValueError(f"invalid duration {value!r} (use e.g. 30d, 12h, 90m or 2w)")
+    return float(parsed.group(1)) * _DURATION_UNITS[(parsed.group(2) or "d").lower()]
+
+
 def describe_bytes(size: int) -> str:
     """64 MiB, 1.5 KiB or 1000 bytes: the way sizes are worded in messages."""
     for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
@@ -205,6 +216,19 @@ class Settings(BaseSettings):
         description="Largest request body accepted, in bytes or with a binary unit: 64m, 512k, 1g",
     )
 
+    database_url: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("database_url", "OAI2OLLAMA_DATABASE_URL"),
+        description="Where the usage ledger is kept: sqlite:///PATH, postgresql://USER:PASSWORD@HOST/DB, or none "
+        "for no ledger (default: SQLite in $XDG_DATA_HOME/oai2ollama/oai2ollama.db; env OAI2OLLAMA_DATABASE_URL)",
+    )
+    usage_retention: float = Field(
+        30 * 86400.0,
+        gt=0,
+        description="How long each request's record is kept, e.g. 30d, 12h, 2w (daily totals are kept a year); "
+        "default 30d",
+    )
+
     @field_validator("request_timeout", mode="before")
     @classmethod
     def _unset(cls, value: object) -> object:
@@ -265,6 +289,23 @@ class Settings(BaseSettings):
     @classmethod
     def _bytes(cls, value: object) -> object:
         return parse_bytes(value) if isinstance(value, str) else value
+
+    @field_validator("usage_retention", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _database(cls, value: object) -> object:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            from .ledger.database import resolve_url  # SQLAlchemy is imported only when a URL is given
+
+            resolve_url(value)  # its ValueError never repeats the URL, which may hold a password
+            return value.strip()
+        return value
 
     @field_validator("base_url")
     @classmethod

@@ -1172,7 +1172,11 @@ async def test_a_models_timeout_ms_sets_its_deadline_and_is_not_sent(tmp_path: A
 async def server_process(base_url: str, tmp_path: Any, *flags: str) -> AsyncIterator[tuple[Any, str]]:
     """`python -m oai2ollama` on a free loopback port, started from an empty directory and environment."""
     port = closed_port()
-    env = {name: value for name, value in os.environ.items() if name in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name in ("PATH", "HOME", "LANG", "SYSTEMROOT", "XDG_DATA_HOME")
+    }
     command = ["-m", "oai2ollama", "--base-url", base_url, "--api-key", KEY, "--host", "127.0.0.1"]
     process = await asyncio.create_subprocess_exec(
         sys.executable,

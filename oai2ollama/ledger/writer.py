@@ -1,0 +1,179 @@
+"""The ledger's queue and its background writer: the request path only enqueues.
+
+`observe` (a request-log observer) appends the record to a bounded queue and returns; when the
+queue is full the record is dropped and counted (`dropped`), with a warning at most once a minute.
+A background task takes up to `batch_size` records, or what came within `batch_seconds` of the
+first, and writes them in one transaction. While the database is slow or unreachable the writer
+holds one batch and retries, so requests never wait on it; a crash loses at most that batch and
+what is queued. `aclose` (the app's shutdown) writes everything queued before it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..records import RequestRecord
+from . import store
+from .database import migrate, open_engine, shown
+from .rows import row_of
+
+log = logging.getLogger("oai2ollama.ledger")
+
+BATCH_SIZE = 500
+BATCH_SECONDS = 1.0
+QUEUE_SIZE = 20_000  # records waiting while the database is away: some minutes of a busy server
+WARN_EVERY = 60.0  # seconds between two warnings about the same trouble
+RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+CLOSE_SECONDS = 5.0  # how long shutdown waits for an unreachable database before giving up
+
+
+class Ledger:
+    def __init__(
+        self,
+        url: URL,
+        *,
+        batch_size: int = BATCH_SIZE,
+        batch_seconds: float = BATCH_SECONDS,
+        queue_size: int = QUEUE_SIZE,
+    ) -> None:
+        self.url = url
+        self.batch_size = batch_size
+        self.batch_seconds = batch_seconds
+        self.queue_size = queue_size
+        # Counters other code (the metrics) reads; they only grow.
+        self.dropped = 0  # records refused because the queue was full
+        self.written = 0
+        self.lost = 0  # records still unwritten when shutdown gave up on the database
+        self._pending: deque[RequestRecord] = deque()
+        self._arrived = asyncio.Event()  # the queue went from empty to not
+        self._full = asyncio.Event()  # a whole batch is waiting, or shutdown began
+        self._closing = False
+        self._engine: AsyncEngine | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._warned: dict[str, float] = {}
+
+    # ---- the request path
+
+    def observe(self, record: RequestRecord) -> None:
+        pending = self._pending
+        if len(pending) >= self.queue_size:
+            self.dropped += 1
+            self._warn("full", "usage ledger queue is full: %d record(s) dropped so far", self.dropped)
+            return
+        pending.append(record)
+        if len(pending) == 1:
+            self._arrived.set()
+        elif len(pending) == self.batch_size:
+            self._full.set()
+
+    def queue_depth(self) -> int:
+        return len(self._pending)
+
+    # ---- the lifespan
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            self._engine = open_engine(self.url)
+        return self._engine
+
+    async def start(self) -> None:
+        """Start the writer; the schema is brought up to date first, in the background, retried."""
+        self._task = asyncio.create_task(self._run(), name="usage ledger writer")
+
+    async def aclose(self, give_up_after: float = CLOSE_SECONDS) -> None:
+        """Write what is queued (waiting at most `give_up_after` seconds for the database), then close."""
+        self._closing = True
+        self._arrived.set()
+        self._full.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), give_up_after)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+        if self._pending:
+            self.lost += len(self._pending)
+            self._pending.clear()
+        if self.lost:
+            log.error("usage ledger: %d record(s) could not be written to %s", self.lost, shown(self.url))
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    # ---- the writer
+
+    async def _run(self) -> None:
+        await self._retry("migrate", lambda: migrate(self.engine))
+        while True:
+            batch = await self._next_batch()
+            if not batch:
+                return
+            rows = [row_of(record) for record in batch]
+            try:
+                await self._retry("write", functools.partial(self._write, rows))
+            except asyncio.CancelledError:
+                self.lost += len(rows)
+                raise
+            self.written += len(rows)
+
+    async def _next_batch(self) -> list[RequestRecord]:
+        """Up to `batch_size` records: as soon as that many wait, else `batch_seconds` after the first
+        arrived; an empty list once shutdown began and nothing is left."""
+        while not self._pending:
+            if self._closing:
+                return []
+            self._arrived.clear()
+            await self._arrived.wait()
+        if len(self._pending) < self.batch_size and not self._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), self.batch_seconds)
+        if not self._closing:
+            self._full.clear()
+        count = min(self.batch_size, len(self._pending))
+        batch = [self._pending.popleft() for _ in range(count)]
+        if len(self._pending) >= self.batch_size:
+            self._full.set()
+        return batch
+
+    async def _write(self, rows: Sequence[dict[str, object]]) -> None:
+        async with self.engine.begin() as connection:
+            await store.insert_requests(connection, rows)
+
+    async def _retry(self, what: str, attempt: Callable[[], Awaitable[None]]) -> None:
+        """Run `attempt()` until it succeeds; shutdown cancels it once it has waited long enough."""
+        failures = 0
+        while True:
+            try:
+                await attempt()
+                if failures:
+                    log.warning("usage ledger: %s succeeded after %d failure(s)", what, failures)
+                return
+            except Exception as exc:  # any database failure: the ledger must outlive it
+                failures += 1
+                self._warn(what, "usage ledger: cannot %s to %s: %s", what, shown(self.url), self._describe(exc))
+                await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS)) - 1])
+
+    def _describe(self, exc: BaseException) -> str:
+        # The driver's own words (SQLAlchemy's wrapper adds the statement and its parameters).
+        text = str(getattr(exc, "orig", None) or exc) or type(exc).__name__
+        text = text.splitlines()[0] if text else type(exc).__name__
+        password = self.url.password
+        return text.replace(str(password), "***") if password else text
+
+    def _warn(self, topic: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(topic, -WARN_EVERY) >= WARN_EVERY:
+            self._warned[topic] = now
+            log.warning(message, *args)
