@@ -21,6 +21,7 @@ from .guards import Guards, policy_from
 from .http import InFlight, json_response
 from .in_use import ModelsInUse
 from .ledger import Ledger
+from .ledger.costs import Prices
 from .ledger.database import resolve_url
 from .metrics import Metrics
 from .records import ErrorKind, Observer, RequestState
@@ -85,7 +86,8 @@ def create_app(
     if upstreams is None:
         url = resolve_url(settings.database_url.get_secret_value() if settings.database_url else None)
         if url is not None:
-            ledger = Ledger(url)
+            prices = Prices(configuration.catalog.sources, configuration.catalog.rules)
+            ledger = Ledger(url, prices=prices, retention=settings.usage_retention)
             observers = [*observers, ledger.observe]
             metrics.register_queue(ledger.queue_depth, lambda: ledger.dropped if ledger else 0)
 

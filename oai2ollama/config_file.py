@@ -19,7 +19,7 @@ from typing import Any
 
 from .model_rules import Globs, ModelRule, is_glob
 from .translate.dialects import KINDS
-from .translate.models import ALL_CAPABILITIES, ollama_name
+from .translate.models import ALL_CAPABILITIES, Price, ollama_name
 from .translate.overrides import option_problem
 
 DEFAULT_CAPABILITIES = ("tools", "insert", "vision", "thinking")
@@ -246,7 +246,7 @@ class _Reader:
         return tuple(rules)
 
     def model(self, pattern: str, table: Mapping[str, Any], where: str) -> ModelRule:
-        self.keys(table, where, ("alias", "capabilities", "context_length", "hidden", "options"))
+        self.keys(table, where, ("alias", "capabilities", "context_length", "hidden", "options", "price"))
         alias = None
         if "alias" in table:
             alias = self.string(table["alias"], f"{where} alias")
@@ -276,7 +276,24 @@ class _Reader:
             if "request_timeout" in options:
                 raise self.fail(f"{where} options", "give request_timeout (seconds) or timeout_ms, not both")
             options["request_timeout"] = options.pop("timeout_ms") / 1000
-        return ModelRule(pattern, alias, capabilities, context_length, hidden, options)
+        price = self.price(table["price"], f"{where} price") if "price" in table else None
+        return ModelRule(pattern, alias, capabilities, context_length, hidden, options, price)
+
+    def price(self, value: Any, where: str) -> Price:
+        """`{ input = 2.5, output = 10 }`: USD per million tokens, both given."""
+        table = self.table(value, where)
+        self.keys(table, where, ("input", "output"))
+        amounts: dict[str, float] = {}
+        for name in ("input", "output"):
+            if name not in table:
+                raise self.fail(f"{where}.{name}", "is required (USD per million tokens)")
+            amount = table[name]
+            if isinstance(amount, bool) or not isinstance(amount, int | float):
+                raise self.fail(f"{where}.{name}", f"must be a number (USD per million tokens), not {_kind(amount)}")
+            if not 0 <= amount < float("inf"):
+                raise self.fail(f"{where}.{name}", "must be zero or more")
+            amounts[name] = float(amount)
+        return Price(**amounts)
 
     def defaults(self, value: Any) -> Defaults:
         table = self.table(value, "[defaults]")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from fnmatch import translate
 from typing import Any
 
-from .translate.models import ModelSettings, ollama_name
+from .translate.models import ModelSettings, Price, ollama_name
 
 
 def is_glob(pattern: str) -> bool:
@@ -50,6 +50,7 @@ class ModelRule:
     context_length: int | None = None
     hidden: bool | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    price: Price | None = None
     _glob: Globs | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -78,12 +79,19 @@ def settings_for(model_id: str, rules: Sequence[ModelRule]) -> ModelSettings | N
     alias = capabilities = context_length = None
     hidden = False
     options: dict[str, Any] = {}
+    price: Price | None = None
     for rule in matching:
         alias = rule.alias or alias
         capabilities = rule.capabilities if rule.capabilities is not None else capabilities
         context_length = rule.context_length or context_length
         hidden = rule.hidden if rule.hidden is not None else hidden
         options.update(rule.options)
+        price = rule.price or price
     return ModelSettings(
-        alias=alias, capabilities=capabilities, context_length=context_length, hidden=hidden, options=options
+        alias=alias,
+        capabilities=capabilities,
+        context_length=context_length,
+        hidden=hidden,
+        options=options,
+        price=price,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -12,10 +13,15 @@ import sqlalchemy as sa
 
 from oai2ollama.app import create_app
 from oai2ollama.config import Settings
+from oai2ollama.configuration import Source
 from oai2ollama.ledger import Ledger, tables
-from oai2ollama.ledger.database import migrate, open_engine, resolve_url
+from oai2ollama.ledger.costs import Prices
+from oai2ollama.ledger.database import current_revision, migrate, open_engine, resolve_url
 from oai2ollama.ledger.rows import row_of
+from oai2ollama.model_rules import ModelRule
 from oai2ollama.records import RequestRecord, Usage
+from oai2ollama.target import Target
+from oai2ollama.translate.models import Price
 from oai2ollama.upstream import Upstreams
 
 from .fakes import FakeUpstream, closed_port, text_stream
@@ -64,9 +70,10 @@ async def rows_in(url: str, query: str | sa.Executable | None = None) -> list[di
 
 
 def ledger_for(url: str, **options: Any) -> Ledger:
+    """A ledger that prunes only when told: these records are from a fixed past day."""
     resolved = resolve_url(url)
     assert resolved is not None
-    return Ledger(resolved, **options)
+    return Ledger(resolved, **({"prune_every": None} | options))
 
 
 async def test_every_field_of_a_record_is_stored(database_url: str) -> None:
@@ -111,6 +118,7 @@ async def test_every_field_of_a_record_is_stored(database_url: str) -> None:
         "first_byte": 0.125,
         "duration": 1.25,
         "streamed": True,
+        "cost_usd": None,  # no price known for it here (see test_costs_and_daily_totals)
     }
     assert (second["route"], second["status"], second["error_kind"]) == ("/v1/messages", 502, "upstream_unreachable")
     assert (second["input_tokens"], second["output_tokens"], bool(second["tokens_estimated"])) == (12, None, True)
@@ -219,3 +227,113 @@ async def test_two_processes_starting_at_once_share_one_database(database_url: s
     assert first.written == second.written == 25
     (count,) = await rows_in(database_url, "SELECT count(*) AS n FROM requests")
     assert count["n"] == 50
+
+
+def daily_query() -> sa.Executable:
+    daily = tables.usage_daily
+    return sa.select(daily).order_by(daily.c.day, daily.c.upstream, daily.c.model, daily.c.key_name)
+
+
+async def test_costs_and_daily_totals(database_url: str) -> None:
+    prices = Prices(
+        [Source(Target("https://api.openai.com/v1", None)), Source(Target("http://127.0.0.1:1/v1", None, "local"))],
+        [ModelRule("tiny", price=Price(input=1.0, output=4.0))],
+    )
+    ledger = ledger_for(database_url, prices=prices, batch_size=2)
+    await ledger.start()
+    day2 = T0 + 86400
+    ledger.observe(record())  # priced by the table
+    ledger.observe(record(status=500, error_kind="upstream_error", usage=None, streamed=False))
+    ledger.observe(record(started_at=T0 + 5, first_byte=0.375))  # a second batch adds to the same day
+    ledger.observe(record(started_at=day2, upstream="local", upstream_model="tiny", key_name=None))  # configured
+    ledger.observe(record(started_at=day2, upstream="local", upstream_model="other"))  # no price
+    await ledger.aclose()
+
+    costs = [row["cost_usd"] for row in await rows_in(database_url)]
+    assert costs[1] is None and costs[4] is None
+    assert costs[0] == costs[2] == pytest.approx((60 * 2.5 + 40 * 1.25 + 20 * 10) / 1e6)
+    assert costs[3] == pytest.approx((100 * 1.0 + 20 * 4.0) / 1e6)
+
+    first, second, third = await rows_in(database_url, daily_query())
+    assert str(first["day"]) == "2026-05-28" and str(third["day"]) == "2026-05-29"
+    assert (first["upstream"], first["model"], first["key_name"]) == ("default", "gpt-4o", "alice")
+    assert {k: first[k] for k in ("requests", "errors", "priced", "duration_count", "first_token_count")} == {
+        "requests": 3,
+        "errors": 1,
+        "priced": 2,
+        "duration_count": 3,
+        "first_token_count": 2,
+    }
+    assert (first["input_tokens"], first["output_tokens"], first["reasoning_tokens"], first["cached_tokens"]) == (
+        200,
+        40,
+        10,
+        80,
+    )
+    assert first["cost_usd"] == pytest.approx(costs[0] * 2)
+    assert first["duration_sum"] == pytest.approx(3.75) and first["first_token_sum"] == pytest.approx(0.5)
+    assert (second["model"], second["key_name"], second["priced"], second["cost_usd"]) == ("other", "alice", 0, 0)
+    assert (third["model"], third["key_name"], third["cost_usd"]) == ("tiny", "", pytest.approx(costs[3]))
+
+
+async def test_pruning_keeps_the_retention_and_a_year_of_daily_totals(database_url: str) -> None:
+    ledger = ledger_for(database_url, retention=10 * 86400.0)
+    await ledger.start()
+    now = datetime.fromtimestamp(T0, UTC)
+    for days_ago in (400, 40, 11, 9, 0):
+        ledger.observe(record(started_at=T0 - days_ago * 86400))
+    await ledger.aclose()
+    await ledger.start()
+    assert await ledger.prune(now) == 3
+    await ledger.aclose()
+    kept = [row["at"].replace(tzinfo=UTC) for row in await rows_in(database_url)]
+    assert [round((now - at).total_seconds() / 86400) for at in kept] == [9, 0]
+    days = [str(row["day"]) for row in await rows_in(database_url, daily_query())]
+    assert len(days) == 4 and "2025-04-23" not in days  # the 400-day-old total went, the 40-day-old stays
+
+
+async def test_a_database_of_the_first_version_upgrades_keeping_its_rows(database_url: str) -> None:
+    resolved = resolve_url(database_url)
+    assert resolved is not None
+    engine = open_engine(resolved)
+    try:
+        await migrate(engine, "0001")
+        old = [row_of(record(started_at=T0 + n, status=200 if n else 502)) for n in range(3)]
+        for row in old:
+            row.pop("cost_usd")  # no such column yet
+        async with engine.begin() as connection:
+            assert await current_revision(connection) == "0001"
+            columns = ", ".join(old[0])
+            values = ", ".join(f":{name}" for name in old[0])
+            await connection.execute(sa.text(f"INSERT INTO requests ({columns}) VALUES ({values})"), old)
+    finally:
+        await engine.dispose()
+
+    ledger = ledger_for(database_url)  # a newer server starts on it
+    await ledger.start()
+    ledger.observe(record(started_at=T0 + 10))
+    await ledger.aclose()
+
+    rows = await rows_in(database_url)
+    assert [row["status"] for row in rows] == [502, 200, 200, 200]
+    assert [row["cost_usd"] for row in rows] == [None] * 4
+    assert rows[0]["input_tokens"] == 100 and rows[0]["client"] == "ollama-python/0.6.3"
+    (daily,) = await rows_in(database_url, daily_query())
+    assert (daily["requests"], daily["errors"], daily["input_tokens"], daily["first_token_count"]) == (4, 1, 400, 4)
+    (version,) = await rows_in(database_url, "SELECT version_num FROM alembic_version")
+    assert version["version_num"] == "0002"
+
+
+async def test_the_background_pruner_runs_at_start(database_url: str) -> None:
+    ledger = ledger_for(database_url)
+    await ledger.start()
+    ledger.observe(record())  # long past the 30 days kept
+    await ledger.aclose()
+    ledger = ledger_for(database_url, prune_every=3600.0)
+    await ledger.start()
+    for _ in range(500):  # the first pruning follows the migration at once
+        if not await rows_in(database_url):
+            break
+        await asyncio.sleep(0.02)
+    await ledger.aclose()
+    assert await rows_in(database_url) == []

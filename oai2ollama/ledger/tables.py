@@ -36,4 +36,32 @@ requests = sa.Table(
     sa.Column("first_byte", sa.Float()),  # seconds
     sa.Column("duration", sa.Float(), nullable=False),  # seconds
     sa.Column("streamed", sa.Boolean(), nullable=False),
+    sa.Column("cost_usd", sa.Float()),  # None: the model has no known price
 )
+
+COUNT = sa.BigInteger()
+
+# Totals per UTC day, upstream, model (the upstream's id) and key; '' where a request had none.
+# Kept a year, long after the requests they sum are pruned.
+usage_daily = sa.Table(
+    "usage_daily",
+    metadata,
+    sa.Column("day", sa.Date(), primary_key=True),
+    sa.Column("upstream", sa.String(200), primary_key=True),
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("key_name", sa.String(200), primary_key=True),
+    sa.Column("requests", COUNT, nullable=False),
+    sa.Column("errors", COUNT, nullable=False),
+    sa.Column("input_tokens", COUNT, nullable=False),
+    sa.Column("output_tokens", COUNT, nullable=False),
+    sa.Column("reasoning_tokens", COUNT, nullable=False),
+    sa.Column("cached_tokens", COUNT, nullable=False),
+    sa.Column("cost_usd", sa.Float(), nullable=False),
+    sa.Column("priced", COUNT, nullable=False),
+    sa.Column("duration_sum", sa.Float(), nullable=False),
+    sa.Column("duration_count", COUNT, nullable=False),
+    sa.Column("first_token_sum", sa.Float(), nullable=False),
+    sa.Column("first_token_count", COUNT, nullable=False),
+)
+DAILY_KEY = ("day", "upstream", "model", "key_name")
+DAILY_SUMS = tuple(column.name for column in usage_daily.columns if column.name not in DAILY_KEY)

@@ -17,14 +17,16 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..records import RequestRecord
 from . import store
+from .costs import Prices
 from .database import migrate, open_engine, shown
-from .rows import row_of
+from .rows import daily_totals, row_of
 
 log = logging.getLogger("oai2ollama.ledger")
 
@@ -34,6 +36,9 @@ QUEUE_SIZE = 20_000  # records waiting while the database is away: some minutes 
 WARN_EVERY = 60.0  # seconds between two warnings about the same trouble
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 CLOSE_SECONDS = 5.0  # how long shutdown waits for an unreachable database before giving up
+RETENTION = 30 * 86400.0  # seconds each request's row is kept (--usage-retention)
+DAILY_RETENTION_DAYS = 366  # daily totals: a year
+PRUNE_EVERY = 3600.0
 
 
 class Ledger:
@@ -44,8 +49,14 @@ class Ledger:
         batch_size: int = BATCH_SIZE,
         batch_seconds: float = BATCH_SECONDS,
         queue_size: int = QUEUE_SIZE,
+        prices: Prices | None = None,
+        retention: float = RETENTION,
+        prune_every: float | None = PRUNE_EVERY,  # None: only when `prune` is called
     ) -> None:
         self.url = url
+        self.prices = prices or Prices()
+        self.retention = retention
+        self.prune_every = prune_every
         self.batch_size = batch_size
         self.batch_seconds = batch_seconds
         self.queue_size = queue_size
@@ -59,6 +70,7 @@ class Ledger:
         self._closing = False
         self._engine: AsyncEngine | None = None
         self._task: asyncio.Task[None] | None = None
+        self._pruner: asyncio.Task[None] | None = None
         self._warned: dict[str, float] = {}
 
     # ---- the request path
@@ -103,6 +115,11 @@ class Ledger:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
             self._task = None
+        if self._pruner is not None:  # started by the writer, so only now surely there or not
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
+            self._pruner = None
         if self._pending:
             self.lost += len(self._pending)
             self._pending.clear()
@@ -116,11 +133,13 @@ class Ledger:
 
     async def _run(self) -> None:
         await self._retry("migrate", lambda: migrate(self.engine))
+        if self.prune_every is not None and not self._closing:
+            self._pruner = asyncio.create_task(self._prune_every(self.prune_every), name="usage ledger pruner")
         while True:
             batch = await self._next_batch()
             if not batch:
                 return
-            rows = [row_of(record) for record in batch]
+            rows = [row_of(record, self.prices.cost(record)) for record in batch]
             try:
                 await self._retry("write", functools.partial(self._write, rows))
             except asyncio.CancelledError:
@@ -150,6 +169,30 @@ class Ledger:
     async def _write(self, rows: Sequence[dict[str, object]]) -> None:
         async with self.engine.begin() as connection:
             await store.insert_requests(connection, rows)
+            await store.add_daily(connection, daily_totals(rows))
+
+    async def prune(self, now: datetime | None = None) -> int:
+        """Delete the requests older than the retention and the daily totals older than a year;
+        how many requests went."""
+        now = now or datetime.now(UTC)
+        requests_before = now - timedelta(seconds=self.retention)
+        days_before = now.date() - timedelta(days=DAILY_RETENTION_DAYS)
+        total = 0
+        while True:
+            async with self.engine.begin() as connection:
+                deleted = await store.prune(connection, requests_before, days_before)
+            total += deleted
+            if deleted < store.PRUNE_CHUNK:
+                return total
+            await asyncio.sleep(0)  # between chunks, the writer may take the lock
+
+    async def _prune_every(self, seconds: float) -> None:
+        while True:
+            try:
+                await self.prune()
+            except Exception as exc:  # the database is away: next time
+                self._warn("prune", "usage ledger: cannot prune %s: %s", shown(self.url), self._describe(exc))
+            await asyncio.sleep(seconds)
 
     async def _retry(self, what: str, attempt: Callable[[], Awaitable[None]]) -> None:
         """Run `attempt()` until it succeeds; shutdown cancels it once it has waited long enough."""

@@ -97,6 +97,14 @@ def card_digest(card: ModelCard) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million tokens, as the config file's `price = { input = …, output = … }` gives it."""
+
+    input: float
+    output: float
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSettings:
     """What configuration says about one model; None/empty means "not configured"."""
 
@@ -105,6 +113,7 @@ class ModelSettings:
     context_length: int | None = None
     hidden: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
+    price: Price | None = None  # for the usage ledger's estimated cost
 
 
 @dataclass(frozen=True, slots=True)
