@@ -149,6 +149,12 @@ def load_settings(argv: Sequence[str]) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    # Subcommands come first; the server, which takes no positional argument, stays the default.
+    if argv and argv[0] == "usage":
+        from .usage_cli import main as usage
+
+        usage(argv[1:])
+        return
     if "--version" in argv:
         print(f"oai2ollama {__version__}")
         return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -44,3 +44,19 @@ async def prune(connection: AsyncConnection, requests_before: datetime, days_bef
     await connection.execute(tables.usage_daily.delete().where(tables.usage_daily.c.day < days_before))
     return deleted.rowcount or 0
 
+
+REPORTED = ("at", "upstream", "upstream_model", "model", "key_name", "status", "error_kind")
+REPORTED += ("input_tokens", "output_tokens", "cost_usd", "duration", "first_byte", "streamed")
+
+
+async def requests_since(connection: AsyncConnection, since: datetime) -> AsyncIterator[Mapping[str, Any]]:
+    requests = tables.requests
+    query = sa.select(*(requests.c[name] for name in REPORTED)).where(requests.c.at >= since)
+    result = await connection.stream(query.execution_options(yield_per=2000))
+    async for row in result.mappings():
+        yield row
+
+
+async def days_since(connection: AsyncConnection, day: date) -> list[Mapping[str, Any]]:
+    daily = tables.usage_daily
+    return list((await connection.execute(sa.select(daily).where(daily.c.day >= day))).mappings())
