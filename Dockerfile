@@ -22,7 +22,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # The wheel is mounted for the install only, so no copy of it stays in a layer.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install /wheels/*.whl \
-    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin oai2ollama
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin oai2ollama \
+    && mkdir /data && chown oai2ollama /data
 USER oai2ollama
 WORKDIR /tmp
 
@@ -30,6 +31,10 @@ WORKDIR /tmp
 ENV HOST=0.0.0.0 \
     PORT=11434
 EXPOSE 11434
+
+# The usage ledger (SQLite) in a volume: `docker run -v oai2ollama-data:/data …` keeps it across containers.
+ENV OAI2OLLAMA_DATABASE_URL=sqlite:////data/oai2ollama.db
+VOLUME /data
 
 # The slim image has no curl; Python's urllib asks GET / on the configured port: the one route that
 # needs no API key, so the check passes whether keys are set or not (tests/test_docker.py runs it).

@@ -258,6 +258,13 @@ def test_dockerfile_healthcheck_uses_python_against_the_keyless_root() -> None:
     assert argv[0].startswith("python") and "curl" not in check and "wget" not in check
 
 
+def test_dockerfile_keeps_the_ledger_in_a_volume_the_server_may_write() -> None:
+    final = dockerfile()[-1]
+    assert instruction(final, "VOLUME") == ["/data"]
+    assert "OAI2OLLAMA_DATABASE_URL=sqlite:////data/oai2ollama.db" in " ".join(instruction(final, "ENV"))
+    assert any("chown oai2ollama /data" in run for run in instruction(final, "RUN"))
+
+
 def test_dockerfile_takes_cli_args_after_the_image_name() -> None:
     (entrypoint,) = instruction(dockerfile()[-1], "ENTRYPOINT")
     assert json.loads(entrypoint) == ["oai2ollama"]
