@@ -206,6 +206,10 @@ async def test_requests_through_the_app_land_in_the_ledger(
         ("/v1/embeddings", 400, None, None, "openai"),
     ]
     assert (stored[0]["client"], stored[0]["upstream_model"]) == ("probe/2", "gpt-test")
+    # The routes' own notes: the fake upstream's usage chunk (11 in, 7 out), a streamed answer.
+    assert (stored[0]["input_tokens"], stored[0]["output_tokens"], bool(stored[0]["streamed"])) == (11, 7, True)
+    assert bool(stored[0]["tokens_estimated"]) is False and stored[0]["error_kind"] is None
+    assert stored[1]["error_kind"] is not None
     # Whatever the routes note (tokens, streamed, error kind) is stored as the record had it.
     for row, record in zip(stored, seen, strict=True):
         expected = row_of(record)
@@ -337,3 +341,15 @@ async def test_the_background_pruner_runs_at_start(database_url: str) -> None:
         await asyncio.sleep(0.02)
     await ledger.aclose()
     assert await rows_in(database_url) == []
+
+
+def test_the_app_owns_a_ledger_unless_told_none_and_shows_its_queue(tmp_path: Any) -> None:
+    def app_with(url: str) -> Any:
+        return create_app(Settings(_env_file=None, base_url="http://up/v1", database_url=url))  # type: ignore[call-arg]
+
+    app = app_with(f"sqlite:///{tmp_path / 'u.db'}")
+    ledger: Ledger = app.state.ledger
+    ledger.observe(record())
+    body, _ = app.state.metrics.exposition()
+    assert b"oai2ollama_ledger_queue_depth 1.0" in body
+    assert app_with("none").state.ledger is None
