@@ -16,6 +16,7 @@ import pytest
 from oai2ollama.errors import UpstreamError
 from oai2ollama.translate.ollama_answer import (
     Kind,
+    OllamaEncoder,
     collect_batches,
     done_reason,
     embed_answer,
@@ -65,7 +66,9 @@ BATCHINGS = pytest.mark.parametrize("batching", [one_per_batch, one_batch], ids=
 
 
 async def writes(batches: list[Batch], kind: Kind = "chat", times: tuple[int, ...] = (250, 1000)) -> list[bytes]:
-    stream = ollama_lines(source(batches), kind=kind, model="gpt-test", started_ns=0, clock=clock(*times))
+    stream = ollama_lines(
+        source(batches), OllamaEncoder(kind=kind, model="gpt-test", started_ns=0, clock=clock(*times))
+    )
     return [write async for write in stream]
 
 
@@ -78,7 +81,9 @@ async def streamed(
 
 async def collected(batches: list[Batch], kind: Kind = "chat", times: tuple[int, ...] = (250, 1000)) -> dict[str, Any]:
     """The non-streamed route's answer, its time checked and removed."""
-    answer = await collect_batches(source(batches), kind=kind, model="gpt-test", started_ns=0, clock=clock(*times))
+    answer = await collect_batches(
+        source(batches), OllamaEncoder(kind=kind, model="gpt-test", started_ns=0, clock=clock(*times))
+    )
     return without_time(answer)
 
 
@@ -300,7 +305,7 @@ async def test_lines_stop_at_an_upstream_error_after_what_came_before() -> None:
         yield [chunk({"content": "partial"})]
         raise UpstreamError("upstream up.test broke off the answer: connection reset")
 
-    stream = ollama_lines(failing(), kind="chat", model="m", started_ns=0)
+    stream = ollama_lines(failing(), OllamaEncoder(kind="chat", model="m", started_ns=0))
     assert ndjson(await anext(stream))[0]["message"]["content"] == "partial"
     with pytest.raises(UpstreamError, match="broke off"):
         await anext(stream)
@@ -339,16 +344,16 @@ class TrackedBatches:
 
 async def test_lines_close_their_source_at_the_end_on_error_and_when_stopped_early() -> None:
     whole = TrackedBatches([chunk({"content": "a"})])
-    assert len([w async for w in ollama_lines(whole, kind="chat", model="m", started_ns=0)]) == 2
+    assert len([w async for w in ollama_lines(whole, OllamaEncoder(kind="chat", model="m", started_ns=0))]) == 2
     assert whole.closed
 
     failing = TrackedBatches([chunk({"content": "a"})], error=UpstreamError("gone"))
     with pytest.raises(UpstreamError, match="gone"):
-        [w async for w in ollama_lines(failing, kind="chat", model="m", started_ns=0)]
+        [w async for w in ollama_lines(failing, OllamaEncoder(kind="chat", model="m", started_ns=0))]
     assert failing.closed
 
     early = TrackedBatches([chunk({"content": "a"})], [chunk({"content": "b"})])
-    stream = ollama_lines(early, kind="chat", model="m", started_ns=0)
+    stream = ollama_lines(early, OllamaEncoder(kind="chat", model="m", started_ns=0))
     await anext(stream)
     await stream.aclose()
     assert early.closed
@@ -356,12 +361,14 @@ async def test_lines_close_their_source_at_the_end_on_error_and_when_stopped_ear
 
 async def test_collect_batches_closes_its_source_at_the_end_and_on_error() -> None:
     whole = TrackedBatches([chunk({"content": "a"})])
-    assert (await collect_batches(whole, kind="chat", model="m", started_ns=0))["message"]["content"] == "a"
+    assert (await collect_batches(whole, OllamaEncoder(kind="chat", model="m", started_ns=0)))["message"][
+        "content"
+    ] == "a"
     assert whole.closed
 
     failing = TrackedBatches([chunk({"content": "a"})], error=UpstreamError("gone"))
     with pytest.raises(UpstreamError, match="gone"):
-        await collect_batches(failing, kind="generate", model="m", started_ns=0)
+        await collect_batches(failing, OllamaEncoder(kind="generate", model="m", started_ns=0))
     assert failing.closed
 
 

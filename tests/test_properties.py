@@ -37,7 +37,7 @@ from oai2ollama import wire
 from oai2ollama.errors import ProxyError, UpstreamError
 from oai2ollama.translate.answer import pieces
 from oai2ollama.translate.anthropic_answer import collect_message, message_events
-from oai2ollama.translate.ollama_answer import Kind, collect_batches, ollama_lines
+from oai2ollama.translate.ollama_answer import Kind, OllamaEncoder, collect_batches, ollama_lines
 from oai2ollama.translate.ollama_request import chat_request
 from oai2ollama.translate.streams import LineSplitter, openai_chunk_batches, openai_chunks
 
@@ -366,7 +366,9 @@ def untimed(answer: dict[str, Any]) -> dict[str, Any]:
 async def native_streamed(data: bytes, cuts: list[int], kind: Kind = "chat") -> dict[str, Any]:
     """What a client reassembles from the streamed /api/chat route's NDJSON lines."""
     batches = openai_chunk_batches(reads(data, cuts), content_type=SSE, host=HOST)
-    lines = ndjson(b"".join([part async for part in ollama_lines(batches, kind=kind, model="m", started_ns=0)]))
+    lines = ndjson(
+        b"".join([part async for part in ollama_lines(batches, OllamaEncoder(kind=kind, model="m", started_ns=0))])
+    )
     assert [line["done"] for line in lines] == [False] * (len(lines) - 1) + [True]
     return joined_lines(lines, kind)
 
@@ -376,7 +378,7 @@ async def native_collected(
 ) -> dict[str, Any]:
     """The answer of the non-streamed /api/chat route."""
     batches = openai_chunk_batches(reads(data, cuts), content_type=content_type, host=HOST)
-    return await collect_batches(batches, kind=kind, model="m", started_ns=0)
+    return await collect_batches(batches, OllamaEncoder(kind=kind, model="m", started_ns=0))
 
 
 @PROPERTIES
@@ -510,14 +512,12 @@ async def test_random_bytes_raise_nothing_but_our_errors(parts: list[bytes], con
     with contextlib.suppress(ProxyError):
         lines = ollama_lines(
             openai_chunk_batches(from_parts(parts), content_type=content_type, host=HOST),
-            kind="generate",
-            model="m",
-            started_ns=0,
+            OllamaEncoder(kind="generate", model="m", started_ns=0),
         )
         ndjson(b"".join(await exhaust(lines)))
     with contextlib.suppress(ProxyError):
         batches = openai_chunk_batches(from_parts(parts), content_type=content_type, host=HOST)
-        await collect_batches(batches, kind="generate", model="m", started_ns=0)
+        await collect_batches(batches, OllamaEncoder(kind="generate", model="m", started_ns=0))
     with contextlib.suppress(ProxyError):
         chunks = openai_chunks(from_parts(parts), content_type=content_type, host=HOST)
         await exhaust(message_events(pieces(chunks), model="m", input_tokens=1))
@@ -601,7 +601,8 @@ async def test_any_chunk_objects_raise_nothing_but_our_errors(objects: list[Any]
     data = b"".join(wire.sse_frame(obj) for obj in objects) + b"data: [DONE]\n\n"
     with contextlib.suppress(ProxyError):
         lines = ollama_lines(
-            openai_chunk_batches(reads(data, cuts), content_type=SSE, host=HOST), kind="chat", model="m", started_ns=0
+            openai_chunk_batches(reads(data, cuts), content_type=SSE, host=HOST),
+            OllamaEncoder(kind="chat", model="m", started_ns=0),
         )
         ndjson(b"".join(await exhaust(lines)))
     with contextlib.suppress(ProxyError):

@@ -17,7 +17,15 @@ from ..http import NDJSON, StreamResponse, encode_stream, json_body, json_respon
 from ..records import state_of
 from ..translate import generate_context
 from ..translate import ollama_request as to_openai
-from ..translate.ollama_answer import Kind, collect_batches, embed_answer, load_answer, ndjson_line, ollama_lines
+from ..translate.ollama_answer import (
+    Kind,
+    OllamaEncoder,
+    collect_batches,
+    embed_answer,
+    load_answer,
+    ndjson_line,
+    ollama_lines,
+)
 from ..translate.overrides import native_request as native_overrides
 from ..translate.reasoning import exclude_requested
 from ..translate.streams import openai_chunk_batches
@@ -86,18 +94,12 @@ async def _answer(request: Request, kind: Kind) -> Response:
     await response.raise_for_error()
     host = response.target.host
     batches = openai_chunk_batches(response.chunks(), content_type=response.content_type, host=host)
-    answer = {
-        "kind": kind,
-        "model": model,
-        "started_ns": started_ns,
-        "context_after": context_after,
-        "thinking": thinking,
-    }
+    encoder = OllamaEncoder(kind, model, started_ns, context_after=context_after, thinking=thinking)
     meter = Meter()
     record_usage(request, meter, body)
     if not stream:
-        return json_response(await collect_batches(batches, **answer, meter=meter))
-    lines = ollama_lines(batches, **answer, meter=meter)
+        return json_response(await collect_batches(batches, encoder, meter))
+    lines = ollama_lines(batches, encoder, meter)
     first: AsyncIterator[bytes] = await started(lines)
     request.state.streamed = True
     stream_body = encode_stream(first, bytes, _error_line, state_of(request.scope))

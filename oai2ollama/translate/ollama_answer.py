@@ -98,6 +98,7 @@ class OllamaEncoder:
         "_tools",
         "created_at",
         "finish_reason",
+        "kind",
         "output_chars",
         "usage",
     )
@@ -113,6 +114,7 @@ class OllamaEncoder:
         thinking: bool = True,
     ):
         self._kind: Kind = kind
+        self.kind: Kind = kind
         self._thinking = thinking
         self._chat = kind == "chat"
         self._model = model
@@ -187,71 +189,52 @@ class OllamaEncoder:
         return chunks
 
 
-async def ollama_lines(
-    batches: AsyncIterable[list[dict[str, Any]]],
-    *,
-    kind: Kind,
-    model: str,
-    started_ns: int,
-    clock: Callable[[], int] = time.perf_counter_ns,
-    context_after: Callable[[str], list[int]] | None = None,
-    meter: Meter | None = None,
-    thinking: bool = True,
-) -> AsyncGenerator[bytes, None]:
-    """NDJSON for upstream chunk batches (see `openai_chunk_batches`): one write per batch.
-
-    The streamed route's hot path: chunks, pieces and native chunks are read in one loop
-    rather than through one async stage each. The batches are closed however it ends, and
-    `meter` then holds what the answer used.
-    """
-    encoder = OllamaEncoder(kind, model, started_ns, clock, context_after, thinking=thinking)
+async def _native_batches(
+    batches: AsyncIterable[list[dict[str, Any]]], encoder: OllamaEncoder, meter: Meter | None
+) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """Native chunks per upstream batch (batches that make none are skipped), then the closing
+    ones. The batches are closed however it ends, and `meter` then holds what the answer used."""
     numbering = ToolCallNumbering()
     try:
         async for batch in batches:
             encoder.created_at = now_rfc3339()
-            lines = []
-            for upstream_chunk in batch:
-                chunk = encoder.feed(piece_from_chunk(upstream_chunk, numbering))
-                if chunk is not None:
-                    lines.append(chunk)
-            if lines:
-                yield ndjson_lines(lines)
+            chunks = [chunk for item in batch if (chunk := encoder.feed(piece_from_chunk(item, numbering))) is not None]
+            if chunks:
+                yield chunks
     finally:
         _metered(encoder, meter)
         aclose = getattr(batches, "aclose", None)
         if aclose is not None:
             await aclose()
-    yield ndjson_lines(encoder.finish())
+    yield encoder.finish()
+
+
+async def ollama_lines(
+    batches: AsyncIterable[list[dict[str, Any]]], encoder: OllamaEncoder, meter: Meter | None = None
+) -> AsyncGenerator[bytes, None]:
+    """NDJSON for upstream chunk batches (see `openai_chunk_batches`): one write per batch.
+
+    The streamed route's hot path: chunks, pieces and native chunks are read in one loop per
+    upstream read rather than through one async stage each.
+    """
+    native = _native_batches(batches, encoder, meter)
+    try:
+        async for chunks in native:
+            yield ndjson_lines(chunks)
+    finally:
+        await native.aclose()
 
 
 async def collect_batches(
-    batches: AsyncIterable[list[dict[str, Any]]],
-    *,
-    kind: Kind,
-    model: str,
-    started_ns: int,
-    clock: Callable[[], int] = time.perf_counter_ns,
-    context_after: Callable[[str], list[int]] | None = None,
-    meter: Meter | None = None,
-    thinking: bool = True,
+    batches: AsyncIterable[list[dict[str, Any]]], encoder: OllamaEncoder, meter: Meter | None = None
 ) -> dict[str, Any]:
     """The non-streamed answer to the upstream chunk batches that `ollama_lines` would stream."""
-    encoder = OllamaEncoder(kind, model, started_ns, clock, context_after, thinking=thinking)
-    numbering = ToolCallNumbering()
-    chunks = []
+    native = _native_batches(batches, encoder, meter)
     try:
-        async for batch in batches:
-            for upstream_chunk in batch:
-                chunk = encoder.feed(piece_from_chunk(upstream_chunk, numbering))
-                if chunk is not None:
-                    chunks.append(chunk)
+        chunks = [chunk async for group in native for chunk in group]
     finally:
-        _metered(encoder, meter)
-        aclose = getattr(batches, "aclose", None)
-        if aclose is not None:
-            await aclose()
-    chunks += encoder.finish()
-    answer = joined(chunks, kind)
+        await native.aclose()
+    answer = joined(chunks, encoder.kind)
     answer["created_at"] = now_rfc3339()
     return answer
 
