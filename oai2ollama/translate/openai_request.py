@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .ollama_request import apply_options
+from .ollama_options import apply_options
 from .overrides import openai_request as with_overrides
 from .reasoning import reasoning_controls
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .ollama_request import EXTRA_OPTIONS, SAME_NAME_OPTIONS
+from .ollama_options import EXTRA_OPTIONS, SAME_NAME_OPTIONS
 from .reasoning import THINK_LEVELS, think_effort
 
 # Every option an override may set, with the JSON types it accepts. Only options that change what
