@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, CliSuppress, NoDecode, SettingsConfigDict
 
-from .config_file import parse_size as _parse_size
+from .config_reader import parse_size as _parse_size
 
 Capability = Literal["tools", "insert", "vision", "embedding", "thinking"]
 

@@ -8,15 +8,15 @@ to start rather than serve something the user did not ask for.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config_reader import ConfigError, TableReader, join, kind_of
 from .model_rules import Globs, ModelRule, is_glob
 from .translate.dialects import KINDS
 from .translate.models import ALL_CAPABILITIES, Price, ollama_name
@@ -24,21 +24,6 @@ from .translate.overrides import option_problem
 
 DEFAULT_CAPABILITIES = ("tools", "insert", "vision", "thinking")
 RESPONSES_MODES = ("auto", "relay", "translate")
-
-
-class ConfigError(ValueError):
-    """A problem in the configuration file; the message is meant for the user as is."""
-
-
-def parse_size(value: int | str) -> int:
-    """A context length: 8192, "8192", "128k" (128000) or "1m"."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    parsed = re.fullmatch(r"\s*(\d+)\s*([kKmM]?)\s*", value) if isinstance(value, str) else None
-    if not parsed:
-        raise ValueError(f"invalid context length {value!r} (use e.g. 8192, 128k or 1m)")
-    factor = {"": 1, "k": 1000, "m": 1000_000}[parsed.group(2).lower()]
-    return int(parsed.group(1)) * factor
 
 
 @dataclass(frozen=True)
@@ -112,61 +97,8 @@ def parse(data: Mapping[str, Any], *, path: Path, environ: Mapping[str, str]) ->
     return ConfigFile(path=path, upstreams=upstreams, models=models, defaults=defaults, keys=keys)
 
 
-class _Reader:
-    """Validation with messages that say where: `<file>: [models."x"] alias: <problem>`."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def fail(self, where: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.path}: {where}: {problem}" if where else f"{self.path}: {problem}")
-
-    def keys(self, table: Mapping[str, Any], where: str, allowed: Iterable[str]) -> None:
-        allowed = tuple(allowed)
-        for key in table:
-            if key not in allowed:
-                close = difflib.get_close_matches(key, allowed, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f" (expected one of: {', '.join(allowed)})"
-                raise self.fail(_join(where, key), f"unknown key{hint}")
-
-    def table(self, value: Any, where: str) -> Mapping[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(where, f"must be a table, not {_kind(value)}")
-        return value
-
-    def string(self, value: Any, where: str, *, empty: bool = False) -> str:
-        if not isinstance(value, str):
-            raise self.fail(where, f"must be a string, not {_kind(value)}")
-        if not empty and not value.strip():
-            raise self.fail(where, "must not be empty")
-        return value
-
-    def choice(self, value: Any, where: str, allowed: Sequence[str]) -> str:
-        text = self.string(value, where)
-        if text not in allowed:
-            raise self.fail(where, f"must be one of {', '.join(allowed)}, not {text!r}")
-        return text
-
-    def strings(self, value: Any, where: str) -> tuple[str, ...]:
-        if not isinstance(value, list):
-            raise self.fail(where, f"must be a list of strings, not {_kind(value)}")
-        return tuple(self.string(item, f"{where}[{i}]") for i, item in enumerate(value))
-
-    def capabilities(self, value: Any, where: str, allowed: Sequence[str]) -> tuple[str, ...]:
-        names = self.strings(value, where)
-        for name in names:
-            if name not in allowed:
-                raise self.fail(where, f"unknown capability {name!r} (use: {', '.join(allowed)})")
-        return names
-
-    def size(self, value: Any, where: str) -> int:
-        try:
-            size = parse_size(value)
-        except ValueError as exc:
-            raise self.fail(where, str(exc)) from None
-        if size <= 0:
-            raise self.fail(where, "must be positive")
-        return size
+class _Reader(TableReader):
+    """The file's sections, each checked where it stands."""
 
     def upstreams(self, value: Any, environ: Mapping[str, str]) -> tuple[UpstreamConfig, ...]:
         if not isinstance(value, list):
@@ -185,29 +117,29 @@ class _Reader:
         allowed = ("name", "base_url", "api_key", "api_key_env", "headers", "models", "prefix", "responses", "kind")
         self.keys(table, where, allowed)
         if "base_url" not in table:
-            raise self.fail(_join(where, "base_url"), "is required")
-        base_url = self.string(table["base_url"], _join(where, "base_url")).rstrip("/")
+            raise self.fail(join(where, "base_url"), "is required")
+        base_url = self.string(table["base_url"], join(where, "base_url")).rstrip("/")
         if not re.match(r"^https?://[^/\s]+", base_url):
-            raise self.fail(_join(where, "base_url"), f"must be an http:// or https:// URL, got {base_url!r}")
+            raise self.fail(join(where, "base_url"), f"must be an http:// or https:// URL, got {base_url!r}")
         default_name = re.sub(r"^https?://", "", base_url).split("/", 1)[0]
-        name = self.string(table.get("name", default_name), _join(where, "name"))
+        name = self.string(table.get("name", default_name), join(where, "name"))
         if "api_key" in table and "api_key_env" in table:
-            raise self.fail(_join(where, "api_key_env"), "give api_key or api_key_env, not both")
+            raise self.fail(join(where, "api_key_env"), "give api_key or api_key_env, not both")
         api_key = None
         if "api_key" in table:
-            api_key = self.string(table["api_key"], _join(where, "api_key"), empty=True) or None
+            api_key = self.string(table["api_key"], join(where, "api_key"), empty=True) or None
         elif "api_key_env" in table:
-            variable = self.string(table["api_key_env"], _join(where, "api_key_env"))
+            variable = self.string(table["api_key_env"], join(where, "api_key_env"))
             api_key = environ.get(variable) or None
             if api_key is None:
-                raise self.fail(_join(where, "api_key_env"), f"environment variable {variable} is not set")
-        headers = self.table(table.get("headers", {}), _join(where, "headers"))
+                raise self.fail(join(where, "api_key_env"), f"environment variable {variable} is not set")
+        headers = self.table(table.get("headers", {}), join(where, "headers"))
         for header, text in headers.items():
-            self.string(text, f"{_join(where, 'headers')}.{header}", empty=True)
-        include, exclude = self.model_filter(table.get("models", []), _join(where, "models"))
-        prefix = self.string(table.get("prefix", ""), _join(where, "prefix"), empty=True)
-        responses = self.choice(table.get("responses", "auto"), _join(where, "responses"), RESPONSES_MODES)
-        kind = self.choice(table["kind"], _join(where, "kind"), KINDS) if "kind" in table else None
+            self.string(text, f"{join(where, 'headers')}.{header}", empty=True)
+        include, exclude = self.model_filter(table.get("models", []), join(where, "models"))
+        prefix = self.string(table.get("prefix", ""), join(where, "prefix"), empty=True)
+        responses = self.choice(table.get("responses", "auto"), join(where, "responses"), RESPONSES_MODES)
+        kind = self.choice(table["kind"], join(where, "kind"), KINDS) if "kind" in table else None
         return UpstreamConfig(
             name=name,
             base_url=base_url,
@@ -263,7 +195,7 @@ class _Reader:
         hidden = None
         if "hidden" in table:
             if not isinstance(table["hidden"], bool):
-                raise self.fail(f"{where} hidden", f"must be true or false, not {_kind(table['hidden'])}")
+                raise self.fail(f"{where} hidden", f"must be true or false, not {kind_of(table['hidden'])}")
             hidden = table["hidden"]
         options = dict(self.table(table.get("options", {}), f"{where} options"))
         if isinstance(options.get("stop"), str):
@@ -289,7 +221,7 @@ class _Reader:
                 raise self.fail(f"{where}.{name}", "is required (USD per million tokens)")
             amount = table[name]
             if isinstance(amount, bool) or not isinstance(amount, int | float):
-                raise self.fail(f"{where}.{name}", f"must be a number (USD per million tokens), not {_kind(amount)}")
+                raise self.fail(f"{where}.{name}", f"must be a number (USD per million tokens), not {kind_of(amount)}")
             if not 0 <= amount < float("inf"):
                 raise self.fail(f"{where}.{name}", "must be zero or more")
             amounts[name] = float(amount)
@@ -319,38 +251,29 @@ class _Reader:
                 raise self.fail(where, f"the same key as [[keys]] #{same}; give each key once")
             named = next((n for n, other in enumerate(found, 1) if key.name and other.name == key.name), None)
             if named is not None:
-                raise self.fail(_join(where, "name"), f"{key.name!r} is the name of [[keys]] #{named} already")
+                raise self.fail(join(where, "name"), f"{key.name!r} is the name of [[keys]] #{named} already")
             found.append(key)
         return tuple(found)
 
     def inbound_key(self, table: Mapping[str, Any], where: str, environ: Mapping[str, str]) -> InboundKey:
         self.keys(table, where, ("key", "key_env", "models", "name"))
         if "key" in table and "key_env" in table:
-            raise self.fail(_join(where, "key_env"), "give key or key_env, not both")
+            raise self.fail(join(where, "key_env"), "give key or key_env, not both")
         if "key" in table:
             # Stripped as HTTP strips header values, or a stray space would make the key unusable.
-            key = self.string(table["key"], _join(where, "key")).strip()
+            key = self.string(table["key"], join(where, "key")).strip()
         elif "key_env" in table:
-            variable = self.string(table["key_env"], _join(where, "key_env"))
+            variable = self.string(table["key_env"], join(where, "key_env"))
             key = environ.get(variable, "").strip()
             if not key:
-                raise self.fail(_join(where, "key_env"), f"environment variable {variable} is not set or empty")
+                raise self.fail(join(where, "key_env"), f"environment variable {variable} is not set or empty")
         else:
             raise self.fail(where, "needs key or key_env")
         models = None
         if "models" in table:
-            patterns = self.strings(table["models"], _join(where, "models"))
+            patterns = self.strings(table["models"], join(where, "models"))
             if not patterns:
-                raise self.fail(_join(where, "models"), "lists no model; leave it out to allow every model")
+                raise self.fail(join(where, "models"), "lists no model; leave it out to allow every model")
             models = Globs(patterns)
-        name = self.string(table["name"], _join(where, "name")).strip() if "name" in table else None
+        name = self.string(table["name"], join(where, "name")).strip() if "name" in table else None
         return InboundKey(key, models, name or None)
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where} {key}" if where else key
-
-
-def _kind(value: Any) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}
-    return names.get(type(value), type(value).__name__)
