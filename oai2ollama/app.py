@@ -25,7 +25,7 @@ from .ledger.costs import Prices
 from .ledger.database import resolve_url
 from .metrics import Metrics
 from .records import ErrorKind, Observer, RequestState
-from .request_log import RequestLog
+from .request_log import RequestLog, escaped
 from .routes import anthropic, discovery, native, openai, responses
 from .routes import metrics as metrics_route
 from .upstream import Upstreams
@@ -60,7 +60,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    log.exception("unexpected error on %s %s", request.method, escaped(request.url.path))
     return error_response(request.url.path, 500, f"internal error in oai2ollama: {type(exc).__name__}")
 
 
