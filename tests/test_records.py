@@ -144,6 +144,7 @@ async def test_unreachable_upstream(settings: Settings, records: list) -> None:
     await upstreams.aclose()
     assert answer.status_code == 502
     assert (records[-1].status, records[-1].error_kind) == (502, ErrorKind.UNREACHABLE)
+    assert (records[-1].upstream, records[-1].upstream_model) == ("default", "gpt-test"), "which upstream failed"
 
 
 # ---------------------------------------------------------------- /v1 byte relay

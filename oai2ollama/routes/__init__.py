@@ -49,11 +49,12 @@ async def send_upstream(
     if path == "/chat/completions":  # the legacy /completions knows only `max_tokens`
         body = adapt(body, catalog.dialect(target), translated=translated)
     timeout = request_timeout(card.options, request.app.state.settings.request_timeout)
+    # For the request's record (see `records`), also when the upstream cannot be reached.
+    request.state.card = card
     request.state.upstream_sent = time.perf_counter()
     response = await upstreams.send(
         target, "POST", path, body=body, client_headers=request.headers, request_timeout=timeout
     )
-    request.state.card = card  # for the request's record (see `records`)
     if response.ok:
         request.app.state.in_use.touch(card)
     return response
