@@ -325,7 +325,7 @@ async def test_a_database_of_the_first_version_upgrades_keeping_its_rows(databas
     (daily,) = await rows_in(database_url, daily_query())
     assert (daily["requests"], daily["errors"], daily["input_tokens"], daily["first_token_count"]) == (4, 1, 400, 4)
     (version,) = await rows_in(database_url, "SELECT version_num FROM alembic_version")
-    assert version["version_num"] == "0002"
+    assert version["version_num"] == "0003"
 
 
 async def test_the_background_pruner_runs_at_start(database_url: str) -> None:
@@ -353,3 +353,24 @@ def test_the_app_owns_a_ledger_unless_told_none_and_shows_its_queue(tmp_path: An
     body, _ = app.state.metrics.exposition()
     assert b"oai2ollama_ledger_queue_depth 1.0" in body
     assert app_with("none").state.ledger is None
+
+
+async def test_the_migrations_build_the_schema_the_code_uses(database_url: str) -> None:
+    """`tables.py` (what the code queries) and the migrations (what databases get) never drift apart."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from oai2ollama.ledger import tables
+
+    resolved = resolve_url(database_url)
+    assert resolved is not None
+    engine = open_engine(resolved)
+    try:
+        await migrate(engine)
+        async with engine.connect() as connection:
+            differences = await connection.run_sync(
+                lambda sync: compare_metadata(MigrationContext.configure(sync), tables.metadata)
+            )
+    finally:
+        await engine.dispose()
+    assert [change for change in differences if change[0] != "remove_table"] == []

@@ -65,3 +65,49 @@ usage_daily = sa.Table(
 )
 DAILY_KEY = ("day", "upstream", "model", "key_name")
 DAILY_SUMS = tuple(column.name for column in usage_daily.columns if column.name not in DAILY_KEY)
+
+WHEN = sa.DateTime(timezone=True)
+
+# State shared by every process and replica (see migration 0003).
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False, unique=True),  # SHA-256 hex of the key
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("models", sa.Text()),  # JSON list of globs; NULL: every model
+    sa.Column("created_at", WHEN, nullable=False),
+    sa.Column("expires_at", WHEN),
+    sa.Column("revoked_at", WHEN),
+    sa.Column("tokens_per_day", sa.BigInteger()),
+    sa.Column("requests_per_minute", sa.Integer()),
+    sa.Column("last_used_at", WHEN),
+)
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("digest", sa.String(200), nullable=False),
+    sa.Column("created_at", WHEN, nullable=False),
+)
+model_edits = sa.Table(
+    "model_edits",
+    metadata,
+    sa.Column("model", sa.String(300), primary_key=True),
+    sa.Column("edits", sa.Text(), nullable=False),
+    sa.Column("updated_at", WHEN, nullable=False),
+)
+models_in_use = sa.Table(
+    "models_in_use",
+    metadata,
+    sa.Column("name", sa.String(300), primary_key=True),
+    sa.Column("card", sa.Text(), nullable=False),
+    sa.Column("used_at", sa.Float(), nullable=False),
+)
+# A counter per kind of shared state, raised with every change: processes poll this small table.
+state_versions = sa.Table(
+    "state_versions",
+    metadata,
+    sa.Column("topic", sa.String(50), primary_key=True),
+    sa.Column("version", sa.BigInteger(), nullable=False),
+)
