@@ -28,6 +28,7 @@ from .records import ErrorKind, Observer, RequestState
 from .request_log import RequestLog, escaped
 from .routes import anthropic, discovery, native, openai, responses
 from .routes import metrics as metrics_route
+from .shared_state import SharedState
 from .upstream import Upstreams
 
 log = logging.getLogger("oai2ollama")
@@ -83,19 +84,39 @@ def create_app(
     if metrics is None:
         metrics = Metrics.from_environment(route.path for module in routers for route in module.routes)
     ledger: Ledger | None = None
-    if upstreams is None:
+    shared: SharedState | None = None
+    # Tests that bring their own upstreams get a database only when their settings name one.
+    if upstreams is None or settings.database_url is not None:
         url = resolve_url(settings.database_url.get_secret_value() if settings.database_url else None)
         if url is not None:
             prices = Prices(configuration.catalog.sources, configuration.catalog.rules)
             ledger = Ledger(url, prices=prices, retention=settings.usage_retention)
             observers = [*observers, ledger.observe]
             metrics.register_queue(ledger.queue_depth, lambda: ledger.dropped if ledger else 0)
+            shared = SharedState(ledger.engine, ready=ledger.migrated.wait)
+
+    @asynccontextmanager
+    async def database() -> AsyncIterator[None]:
+        """The ledger's writer and the shared-state poller, for as long as the app runs."""
+        if ledger is None or shared is None:
+            yield
+            return
+        await ledger.start()  # the database is opened and migrated in the background
+        await shared.start()  # its first poll waits for that migration
+        try:
+            yield
+        finally:
+            try:
+                await shared.aclose()
+            finally:
+                await ledger.aclose()  # every answered request is over: write what is queued
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if upstreams is not None:
             try:
-                yield
+                async with database():
+                    yield
             finally:
                 metrics.close()
             return
@@ -105,19 +126,14 @@ def create_app(
         app.state.catalog = _catalog(owned)
         # In the background: the server answers while a slow upstream is still being asked.
         announcing = asyncio.create_task(app.state.catalog.announce())
-        if ledger is not None:
-            await ledger.start()  # the database is opened and migrated in the background too
-        try:
-            yield
-        finally:
+        async with database():
             try:
+                yield
+            finally:
                 metrics.close()
                 announcing.cancel()
                 await app.state.catalog.aclose()
                 await owned.aclose()
-            finally:
-                if ledger is not None:
-                    await ledger.aclose()  # every answered request is over: write what is queued
 
     def _catalog(client: Upstreams) -> Catalog:
         catalog = Catalog(client, configuration.catalog)
@@ -139,6 +155,7 @@ def create_app(
     app.state.in_use = ModelsInUse()
     app.state.metrics = metrics
     app.state.ledger = ledger
+    app.state.shared = shared  # None without a database
     app.state.in_flight = InFlight()  # ended by the server when its shutdown grace is over (cli.py)
     if upstreams is not None:
         app.state.upstreams = upstreams

@@ -68,6 +68,7 @@ class Ledger:
         self._arrived = asyncio.Event()  # the queue went from empty to not
         self._full = asyncio.Event()  # a whole batch is waiting, or shutdown began
         self._closing = False
+        self.migrated = asyncio.Event()  # the schema is up to date: shared state may poll
         self._engine: AsyncEngine | None = None
         self._task: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
@@ -133,6 +134,7 @@ class Ledger:
 
     async def _run(self) -> None:
         await self._retry("migrate", lambda: migrate(self.engine))
+        self.migrated.set()
         if self.prune_every is not None and not self._closing:
             self._pruner = asyncio.create_task(self._prune_every(self.prune_every), name="usage ledger pruner")
         while True:
