@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from oai2ollama import cli
 from oai2ollama.config import Settings, parse_duration
@@ -94,3 +96,30 @@ def test_retention_defaults_to_30_days_and_takes_units() -> None:
     assert Settings(_env_file=None, usage_retention="12h").usage_retention == 43200  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="invalid duration"):
         Settings(_env_file=None, usage_retention="forever")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("mode", ["disable", "require", "verify-full"])
+def test_libpq_sslmode_becomes_asyncpg_ssl(mode: str) -> None:
+    url = resolve_url(f"postgresql://ledger:{PASSWORD}@db.example/usage?sslmode={mode}&application_name=o2o")
+    assert url is not None
+    assert dict(url.query) == {"ssl": mode, "application_name": "o2o"}
+
+
+def test_an_unknown_sslmode_is_named_without_the_url() -> None:
+    with pytest.raises(ValueError, match="sslmode must be one of") as raised:
+        resolve_url(f"postgresql://ledger:{PASSWORD}@db/usage?sslmode=sometimes")
+    assert PASSWORD not in str(raised.value)
+
+
+@pytest.mark.anyio
+async def test_sslmode_disable_connects_to_a_real_server(postgres_server: Any) -> None:
+    from oai2ollama.ledger.database import open_engine
+
+    url = resolve_url(postgres_server.new_database() + "?sslmode=disable")
+    assert url is not None
+    engine = open_engine(url)
+    try:
+        async with engine.connect() as connection:
+            assert (await connection.execute(sa.text("SELECT 1"))).scalar() == 1
+    finally:
+        await engine.dispose()

@@ -28,6 +28,7 @@ _SCHEMES = {
     "postgres": "postgresql",
     "postgresql+asyncpg": "postgresql",
 }
+_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _HELP = "use sqlite:///PATH, postgresql://USER:PASSWORD@HOST/DATABASE or none"
 # Two processes starting at once against one PostgreSQL must not both create the tables.
 _MIGRATION_LOCK = 0x0A120117
@@ -65,7 +66,21 @@ def resolve_url(setting: str | None) -> URL | None:
         raise ValueError("a SQLite URL needs a file: sqlite:///relative/path.db or sqlite:////absolute/path.db")
     if engine == "sqlite" and url.database == ":memory:":
         raise ValueError("an in-memory SQLite database would lose every record at exit; give a file")
-    return url.set(drivername=DRIVERS[engine])
+    url = url.set(drivername=DRIVERS[engine])
+    return _ssl_for_asyncpg(url) if engine == "postgresql" else url
+
+
+def _ssl_for_asyncpg(url: URL) -> URL:
+    """libpq's `?sslmode=require` (what managed PostgreSQL services hand out) is asyncpg's `ssl`:
+    SQLAlchemy passes query options to the driver as they are, and asyncpg has no `sslmode`."""
+    mode = url.query.get("sslmode")
+    if mode is None:
+        return url
+    if isinstance(mode, tuple):
+        mode = mode[-1]
+    if mode not in _SSL_MODES:
+        raise ValueError(f"sslmode must be one of {', '.join(_SSL_MODES)}")
+    return url.difference_update_query(["sslmode"]).update_query_dict({"ssl": mode})
 
 
 def shown(url: URL) -> str:
