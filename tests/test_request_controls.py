@@ -263,3 +263,73 @@ async def test_the_legacy_anthropic_path_errs_in_anthropics_shape(
         answer = await client.request(method, path, json={})
         assert answer.status_code in (404, 405)
         assert answer.json()["type"] == "error" and isinstance(answer.json()["error"]["message"], str)
+
+
+# ---------------------------------------------------------------- /v1/messages and /v1/responses
+
+
+async def test_exclude_reasoning_on_v1_messages(fake: FakeUpstream, anthropic_client: anthropic.AsyncAnthropic) -> None:
+    fake.on("POST", "/chat/completions", reasoning_stream())
+    shown = await anthropic_client.messages.create(model="gpt-test", max_tokens=64, messages=ASK)  # type: ignore[arg-type]
+    assert [block.type for block in shown.content] == ["thinking", "text"]
+    for stream in (False, True):
+        fake.on("POST", "/chat/completions", reasoning_stream())
+        if stream:
+            async with anthropic_client.messages.stream(
+                model="gpt-test", max_tokens=64, messages=ASK, extra_body={"exclude_reasoning": True}
+            ) as events:
+                hidden = await events.get_final_message()
+        else:
+            hidden = await anthropic_client.messages.create(
+                model="gpt-test", max_tokens=64, messages=ASK, extra_body={"exclude_reasoning": True}
+            )
+        assert [block.type for block in hidden.content] == ["text"] and hidden.content[0].text == "4"  # type: ignore[union-attr]
+        assert "exclude_reasoning" not in fake.last_body
+
+
+async def test_the_models_exclude_option_on_v1_messages(fake: FakeUpstream, configured: httpx.AsyncClient) -> None:
+    fake.on("POST", "/chat/completions", reasoning_stream())
+    request = {"model": "gpt-test", "max_tokens": 64, "messages": ASK}
+    answer = (await configured.post("/v1/messages", json=request)).json()
+    assert [block["type"] for block in answer["content"]] == ["text"]
+    fake.on("POST", "/chat/completions", reasoning_stream())
+    answer = (await configured.post("/v1/messages", json={**request, "exclude_reasoning": False})).json()
+    assert [block["type"] for block in answer["content"]] == ["thinking", "text"], "what the request says wins"
+
+
+async def test_a_bad_exclude_reasoning_is_named_before_the_upstream_is_asked(
+    fake: FakeUpstream, client: httpx.AsyncClient
+) -> None:
+    for path, request in (
+        ("/v1/messages", {"model": "gpt-test", "max_tokens": 64, "messages": ASK}),
+        ("/v1/responses", {"model": "gpt-test", "input": "2+2?"}),
+    ):
+        answer = await client.post(path, json={**request, "exclude_reasoning": "yes"})
+        assert answer.status_code == 400 and "exclude_reasoning must be a boolean" in answer.text
+    assert [r.method for r in fake.requests] == ["GET"], "only the model list was asked for"
+
+
+async def test_exclude_reasoning_on_translated_responses(fake: FakeUpstream, openai_client: openai.AsyncOpenAI) -> None:
+    for stream in (False, True):
+        fake.on("POST", "/chat/completions", reasoning_stream())
+        response = await openai_client.responses.create(
+            model="gpt-test", input="2+2?", stream=stream, extra_body={"exclude_reasoning": True}
+        )
+        if stream:
+            events = [event async for event in response]  # type: ignore[union-attr]
+            assert not [e for e in events if "reasoning" in e.type]
+            response = events[-1].response  # type: ignore[union-attr]
+        assert [item.type for item in response.output] == ["message"]  # type: ignore[union-attr]
+        assert response.output_text == "4"  # type: ignore[union-attr]
+        assert "exclude_reasoning" not in fake.bodies("/chat/completions")[-1]
+
+
+async def test_exclude_reasoning_on_relayed_responses_asks_for_no_summary(
+    fake: FakeUpstream, client: httpx.AsyncClient
+) -> None:
+    fake.on("POST", "/responses", httpx.Response(200, json={"id": "resp_up", "object": "response", "output": []}))
+    request = {"model": "gpt-test", "input": "2+2?", "reasoning": {"effort": "high", "summary": "auto"}}
+    assert (await client.post("/v1/responses", json={**request, "exclude_reasoning": True})).status_code == 200
+    assert fake.bodies("/responses")[-1] == {"model": "gpt-test", "input": "2+2?", "reasoning": {"effort": "high"}}
+    assert (await client.post("/v1/responses", json=request)).status_code == 200
+    assert fake.bodies("/responses")[-1] == request

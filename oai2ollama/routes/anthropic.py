@@ -15,11 +15,12 @@ from ..catalog import Catalog
 from ..errors import BadRequest, ProxyError, anthropic_body
 from ..http import SSE, StreamResponse, encode_stream, json_body, json_response, started
 from ..records import state_of
-from ..translate.answer import pieces
+from ..translate.answer import pieces, without_thinking
 from ..translate.anthropic_answer import collect_message, message_events
 from ..translate.anthropic_request import messages_request
 from ..translate.anthropic_tokens import estimate_input_tokens
 from ..translate.overrides import openai_request as openai_overrides
+from ..translate.reasoning import exclude_requested
 from ..translate.streams import openai_chunks
 from ..translate.usage import Meter
 from . import RouteTable, record_usage, send_upstream
@@ -44,13 +45,18 @@ async def messages(request: Request) -> Response:
     request.state.model = req["model"]
     body = messages_request(req, upstream_model=card.upstream_id)
     body = openai_overrides(body, card.options, capabilities=frozenset(card.capabilities))
+    # The seed gateway's control, as on every route: the request's, else the model's option.
+    hide_thinking = exclude_requested(req.get("exclude_reasoning", card.options.get("exclude_reasoning")))
     estimate = estimate_input_tokens(req)
     response = await send_upstream(request, card, "/chat/completions", body)
     await response.raise_for_error()
     upstream_chunks = openai_chunks(response.chunks(), content_type=response.content_type, host=response.target.host)
     meter = Meter()
     record_usage(request, meter, body, input_tokens=estimate)
-    events = message_events(pieces(upstream_chunks), model=req["model"], input_tokens=estimate, meter=meter)
+    answer = pieces(upstream_chunks)
+    if hide_thinking:
+        answer = without_thinking(answer)
+    events = message_events(answer, model=req["model"], input_tokens=estimate, meter=meter)
     if req.get("stream") is not True:
         return json_response(await collect_message(events))
     first: AsyncIterator[dict[str, Any]] = await started(events)

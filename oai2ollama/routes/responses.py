@@ -25,10 +25,11 @@ from ..errors import BadRequest, ProxyError, message_from_body, openai_body
 from ..http import SSE, StreamResponse, encode_stream, json_body, json_response, started
 from ..records import ErrorKind, state_of
 from ..response_store import MemoryResponseStore, ResponseStore, conversation
-from ..translate.answer import pieces
+from ..translate.answer import pieces, without_thinking
 from ..translate.models import ModelCard
 from ..translate.openai_request import upstream_request
 from ..translate.overrides import openai_request as openai_overrides
+from ..translate.reasoning import exclude_requested
 from ..translate.responses_answer import (
     ResponseEncoder,
     collect_response,
@@ -86,10 +87,13 @@ async def create(request: Request) -> Response:
     target = catalog.target(card)
     body = upstream_request(dict(req), upstream_model=card.upstream_id)
     body = openai_overrides(body, card.options, path="/responses", capabilities=frozenset(card.capabilities))
+    # The seed gateway's control (no OpenAI field: never sent on): the request's, else the model's option.
+    hide_thinking = exclude_requested(body.pop("exclude_reasoning", card.options.get("exclude_reasoning")))
     state = responses_state(request.app)
     if target.responses == "translate" or (target.responses == "auto" and target.name in state.without_route):
-        return await _translate(request, req["model"], body, card)
-    response = await send_upstream(request, card, "/responses", body)
+        return await _translate(request, req["model"], body, card, hide_thinking)
+    relayed = without_summary(body) if hide_thinking else body
+    response = await send_upstream(request, card, "/responses", relayed)
     if response.ok:
         tap = UsageTap()  # Responses streams always end with their usage
         relay_usage(request, tap, body)
@@ -100,10 +104,21 @@ async def create(request: Request) -> Response:
         return await relay_error(response, error)
     state.without_route.add(target.name)
     log.info("upstream %s has no /responses (%d): translating to chat completions", target.name, response.status)
-    return await _translate(request, req["model"], body, card)
+    return await _translate(request, req["model"], body, card, hide_thinking)
 
 
-async def _translate(request: Request, model: str, body: dict[str, Any], card: ModelCard) -> Response:
+def without_summary(body: dict[str, Any]) -> dict[str, Any]:
+    """A relayed request that hides reasoning asks for no summary of it: a Responses upstream shows
+    the model's reasoning only as the summary a request asks for."""
+    reasoning = body.get("reasoning")
+    if not isinstance(reasoning, dict) or reasoning.get("summary") is None:
+        return body
+    return {**body, "reasoning": {key: value for key, value in reasoning.items() if key != "summary"}}
+
+
+async def _translate(
+    request: Request, model: str, body: dict[str, Any], card: ModelCard, hide_thinking: bool
+) -> Response:
     store = responses_state(request.app).store
     previous = body.get("previous_response_id")
     history: list[dict[str, Any]] = []
@@ -125,7 +140,8 @@ async def _translate(request: Request, model: str, body: dict[str, Any], card: M
     encoder = ResponseEncoder(shell)
     meter = Meter()
     record_usage(request, meter, chat)
-    events = response_events(pieces(chunks), encoder, meter)
+    answer = pieces(chunks)
+    events = response_events(without_thinking(answer) if hide_thinking else answer, encoder, meter)
     if body.get("store") is not False:
         events = _kept(events, store, input_items(body))
     if body.get("stream") is not True:

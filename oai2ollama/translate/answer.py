@@ -256,6 +256,20 @@ async def pieces(chunks: AsyncIterable[dict[str, Any]]) -> AsyncGenerator[Piece,
             await aclose()
 
 
+async def without_thinking(answer: AsyncIterable[Piece]) -> AsyncGenerator[Piece, None]:
+    """`answer` with its reasoning taken out (`exclude_reasoning`): the model still thinks, the
+    client is not shown it."""
+    try:
+        async for piece in answer:
+            if piece.thinking:
+                piece.thinking = ""
+            yield piece
+    finally:
+        aclose = getattr(answer, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 class ToolCallAssembler:
     """Accumulates tool-call fragments per index until the calls are complete."""
 
