@@ -17,9 +17,10 @@ from .config import Settings
 from .configuration import assemble
 from .disconnect import CancelOnDisconnect
 from .errors import ProxyError, anthropic_body, dialect, error_kind, ollama_body, openai_body
-from .guards import Guards, policy_from
+from .guards import Guards, open_to_all, policy_from
 from .http import InFlight, json_response
 from .in_use import ModelsInUse
+from .key_sync import KeySync
 from .ledger import Ledger
 from .ledger.costs import Prices
 from .ledger.database import resolve_url
@@ -94,6 +95,8 @@ def create_app(
             observers = [*observers, ledger.observe]
             metrics.register_queue(ledger.queue_depth, lambda: ledger.dropped if ledger else 0)
             shared = SharedState(ledger.engine, ready=ledger.migrated.wait)
+            KeySync(guard_policy.keys, guard_policy.limits).attach(shared)
+            observers = [*observers, guard_policy.limits.observe]
 
     @asynccontextmanager
     async def database() -> AsyncIterator[None]:
@@ -102,7 +105,12 @@ def create_app(
             yield
             return
         await ledger.start()  # the database is opened and migrated in the background
-        await shared.start()  # its first poll waits for that migration
+        # Serving begins once the database's keys are read (a moment), or after a wait for a
+        # database that is away, refusing (503) requests that need a key until they are.
+        await shared.start()
+        warning = open_to_all(settings, guard_policy)
+        if warning is not None:
+            log.warning("%s", warning)
         try:
             yield
         finally:

@@ -155,6 +155,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         usage(argv[1:])
         return
+    if argv and argv[0] == "keys":
+        from .keys_cli import main as keys
+
+        keys(argv[1:])
+        return
     if "--version" in argv:
         print(f"oai2ollama {__version__}")
         return
@@ -164,18 +169,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
 
     from .app import create_app
-    from .guards import is_loopback
+    from .guards import open_to_all
 
     try:
         app = create_app(settings)
     except ValueError as exc:
         fail(str(exc))
-    if not is_loopback(settings.host) and not app.state.guards.keys:
-        warn(
-            f"listening on {settings.host}:{settings.port} without an API key: anyone who can reach this port "
-            "can use the upstream (and its key) through oai2ollama; set --server-api-key "
-            "(env OAI2OLLAMA_SERVER_API_KEYS) or [[keys]] in --config"
-        )
+    # With a database, its keys are known only once it is read: the app warns then (app.py).
+    warning = open_to_all(settings, app.state.guards) if app.state.shared is None else None
+    if warning is not None:
+        warn(warning)
     serve(
         app,
         shutdown_grace=settings.shutdown_grace,

@@ -32,8 +32,9 @@ class Usage:
 class ErrorKind:
     """Why a request did not get a whole answer: a closed set, one per record at most.
 
-    Before the answer began (the status says it): `refused` by the guards (no or wrong key, a
-    foreign origin or host, a key that may not use the model); `bad_request`, a request we could
+    Before the answer began (the status says it): `refused` by the guards (no or wrong key, an
+    expired or revoked one, a foreign origin or host, a key that may not use the model);
+    `rate_limited`, a key over its tokens per day or requests per minute (429); `bad_request`, a request we could
     not take (invalid body, unknown model or route, too large); `upstream_4xx` and `upstream_5xx`,
     the upstream's own error status; `upstream_invalid`, an upstream answer that was not one (not
     an event stream, malformed JSON); `unreachable`, no connection or one broken off; `timeout`,
@@ -43,6 +44,7 @@ class ErrorKind:
     """
 
     REFUSED = "refused"
+    RATE_LIMITED = "rate_limited"
     BAD_REQUEST = "bad_request"
     UPSTREAM_4XX = "upstream_4xx"
     UPSTREAM_5XX = "upstream_5xx"
@@ -57,6 +59,7 @@ class ErrorKind:
     ALL = frozenset(
         (
             REFUSED,
+            RATE_LIMITED,
             BAD_REQUEST,
             UPSTREAM_4XX,
             UPSTREAM_5XX,

@@ -30,6 +30,7 @@ log = logging.getLogger("oai2ollama.shared")
 
 POLL_SECONDS = 1.0  # a change is seen everywhere within about this long (the issues promise 2 s)
 WARN_EVERY = 60.0
+FIRST_POLL_SECONDS = 10.0  # how long start-up waits for the database's state before serving without it
 
 Reload = Callable[[AsyncConnection], Awaitable[None]]
 
@@ -67,6 +68,7 @@ class SharedState:
         self._loaded: set[str] = set()  # topics reloaded at least once
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._first = asyncio.Event()
         self._warned_at = -WARN_EVERY
 
     def watch(self, topic: str, reload: Reload) -> None:
@@ -74,12 +76,16 @@ class SharedState:
         self._topics.setdefault(topic, []).append(reload)
 
     def every_poll(self, callback: Reload) -> None:
+        """Call `callback(connection)` at every poll, on a read-only connection."""
         self._every_poll.append(callback)
 
     async def poll(self) -> None:
         """One pass: reload the topics that changed, then run the every-poll work. Tests call it
         directly to see a change at once; the loop calls it every `interval` seconds."""
+        # Read only: under SQLite a writing transaction would take the file's write lock every poll.
+        # Work that writes opens its own transaction on `engine`.
         async with self._lock, self.engine.connect() as connection:
+            await connection.execution_options(read_only=True)
             current = await versions(connection)
             await connection.rollback()  # each reload reads in a transaction of its own
             for topic, reloads in self._topics.items():
@@ -95,8 +101,15 @@ class SharedState:
                 await callback(connection)
                 await connection.commit()
 
-    async def start(self) -> None:
+    async def start(self, first_within: float = FIRST_POLL_SECONDS) -> None:
+        """Start polling; return after the first poll, or after `first_within` seconds if the
+        database does not answer (polling goes on in the background)."""
+        self._first.clear()
         self._task = asyncio.create_task(self._run(), name="shared state poller")
+        try:
+            await asyncio.wait_for(self._first.wait(), first_within)
+        except TimeoutError:
+            log.warning("shared state: the database did not answer within %g s; polling on", first_within)
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -118,6 +131,7 @@ class SharedState:
             started = time.monotonic()
             try:
                 await self.poll()
+                self._first.set()
             except Exception as exc:  # the database is away: keep what we have, try again
                 now = time.monotonic()
                 if now - self._warned_at >= WARN_EVERY:

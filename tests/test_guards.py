@@ -339,12 +339,14 @@ def started(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[dict[str, A
 def test_warning_when_listening_on_all_interfaces_without_keys(
     started: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cli.main(["--base-url", "http://up/v1", "--host", "0.0.0.0"])
+    # Without a database: the keys are all known before the server starts (see test_runtime_keys
+    # for the warning once a database's keys are read).
+    cli.main(["--base-url", "http://up/v1", "--host", "0.0.0.0", "--database-url", "none"])
     assert started and started[0]["host"] == "0.0.0.0"
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1, lines
     assert lines[0].startswith("oai2ollama: warning: listening on 0.0.0.0:11434 without an API key")
-    assert "--server-api-key" in lines[0] and "[[keys]]" in lines[0]
+    assert "--server-api-key" in lines[0] and "[[keys]]" in lines[0] and "oai2ollama keys add" in lines[0]
 
 
 @pytest.mark.parametrize(
@@ -358,7 +360,7 @@ def test_warning_when_listening_on_all_interfaces_without_keys(
 def test_no_warning_with_keys_or_on_loopback(
     started: list[dict[str, Any]], capsys: pytest.CaptureFixture[str], args: list[str]
 ) -> None:
-    cli.main(["--base-url", "http://up/v1", *args])
+    cli.main(["--base-url", "http://up/v1", "--database-url", "none", *args])
     assert started
     assert capsys.readouterr().err == ""
 
@@ -368,7 +370,7 @@ def test_keys_from_the_config_file_silence_the_warning(
 ) -> None:
     config = tmp_path / "oai2ollama.toml"
     config.write_text('[[keys]]\nkey = "team-key-1"\n')
-    cli.main(["--base-url", "http://up/v1", "--host", "0.0.0.0", "--config", str(config)])
+    cli.main(["--base-url", "http://up/v1", "--host", "0.0.0.0", "--config", str(config), "--database-url", "none"])
     assert started
     assert capsys.readouterr().err == ""
 

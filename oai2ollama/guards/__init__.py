@@ -12,6 +12,7 @@ costs one pass over its headers and a dictionary lookup.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -22,14 +23,15 @@ from ..access import caller_models
 from ..config import DEFAULT_MAX_BODY_SIZE, Settings
 from ..config_file import InboundKey
 from ..http import HTTPMiddleware
-from ..records import ErrorKind, RequestState, state_of
+from ..records import RequestState, state_of
 from .body_limit import BodyLimit
 from .hosts import HostCheck, allowed_names, is_loopback, one_host
-from .keys import CREDENTIAL_HEADERS, KeyRing, unreadable_credentials
+from .keys import CREDENTIAL_HEADERS, KeyRing, RuntimeKey, unreadable_credentials
+from .limits import Limits
 from .origins import OriginCheck, origin_pattern, preflight, with_cors
 from .refusal import Refusal
 
-__all__ = ["Guards", "Policy", "is_loopback", "policy_from"]
+__all__ = ["Guards", "Policy", "is_loopback", "open_to_all", "policy_from"]
 
 Render = Callable[[str, int, str, dict[str, str] | None], Response]
 
@@ -43,6 +45,7 @@ class Policy:
     keys: KeyRing = field(default_factory=lambda: KeyRing(()))
     body: BodyLimit = field(default_factory=lambda: BodyLimit(DEFAULT_MAX_BODY_SIZE))
     public_metrics: bool = False
+    limits: Limits = field(default_factory=Limits)  # of the database's keys (see key_sync)
 
 
 def policy_from(settings: Settings, keys: Sequence[InboundKey]) -> Policy:
@@ -52,6 +55,17 @@ def policy_from(settings: Settings, keys: Sequence[InboundKey]) -> Policy:
         keys=KeyRing(keys),
         body=BodyLimit(settings.max_body_size),
         public_metrics=settings.metrics_public,
+    )
+
+
+def open_to_all(settings: Settings, policy: Policy) -> str | None:
+    """A warning for a server reachable from other machines that takes no API key, or None."""
+    if is_loopback(settings.host) or policy.keys:
+        return None
+    return (
+        f"listening on {settings.host}:{settings.port} without an API key: anyone who can reach this port "
+        "can use the upstream (and its key) through oai2ollama; set --server-api-key "
+        "(env OAI2OLLAMA_SERVER_API_KEYS), [[keys]] in --config, or run `oai2ollama keys add NAME`"
     )
 
 
@@ -91,15 +105,19 @@ class Guards(HTTPMiddleware):
             if isinstance(key, Refusal):
                 refusal = key
             else:
+                if key.name is not None:
+                    state_of(scope)[RequestState.KEY_NAME] = key.name
+                if isinstance(key, RuntimeKey):  # the database's: it may be revoked, expired, over a limit
+                    now = time.time()
+                    refusal = key.refusal(now) or policy.limits.admit(key, now)
                 # The key is ours, not the upstream's: it must not be forwarded.
                 scope["headers"] = [item for item in scope["headers"] if item[0] not in CREDENTIAL_HEADERS]
                 models = key.models
-                state_of(scope)[RequestState.KEY_NAME] = key.name
         length = headers.get(b"content-length")
         if refusal is None:
             refusal = policy.body.check(length)
         if refusal is not None:
-            state_of(scope)[RequestState.ERROR_KIND] = ErrorKind.REFUSED
+            state_of(scope)[RequestState.ERROR_KIND] = refusal.kind
             response = self.render(scope["path"], refusal.status, refusal.message, refusal.headers)
             await response(scope, receive, send)
             return

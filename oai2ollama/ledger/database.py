@@ -106,8 +106,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Transactions are ours (see `_sqlite_begin`), not the driver's: it would run DDL outside any.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # The busy timeout first: switching a new file to WAL needs a lock that another process (a worker
+    # starting at the same moment) may hold; without it the switch fails at once, "database is locked".
     cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
+    cursor.execute("PRAGMA journal_mode=WAL")
     # Safe with WAL: a power cut may lose the last transactions, never corrupt the file.
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
