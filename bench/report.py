@@ -5,6 +5,7 @@ usage: report.py RAW_DIR RESULTS_MD COMMAND
 RAW_DIR holds, per measured line NAME (proxy-<row> or direct-<scenario>):
 NAME.c1.txt / NAME.c32.txt (wrk --latency output), and for proxy lines
 NAME.check (curl sanity check: "ok" or the reason) and NAME.rss ("kB kB").
+The ledger's rows: ledger-on-ROW.N.c32.txt and ledger-off-ROW.N.c32.txt for rounds N = 1, 2, …
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import datetime
 import os
 import platform
 import re
+import statistics
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +128,50 @@ def table(raw: Path) -> str:
     return "\n".join(out)
 
 
+LEDGER_ROWS = [
+    ("v1-json", "POST /v1/chat/completions"),
+    ("api-sse10", "POST /api/chat stream:false (upstream sse10)"),
+]
+
+
+def rate(rps: float | None) -> str:
+    return "—" if rps is None else f"{rps:,.0f}"
+
+
+def ledger_table(raw: Path) -> str | None:
+    """req/s with the ledger on (the default, SQLite) and off (`--database-url none`): the median
+    of the rounds, each round's figures, and what the ledger costs."""
+    out = [
+        "| row | ledger on, req/s (median) | ledger off, req/s (median) | cost | rounds on | rounds off | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, label in LEDGER_ROWS:
+        sides = {}
+        errors: list[str] = []
+        for side in ("on", "off"):
+            runs = [parse_wrk(path) for path in sorted(raw.glob(f"ledger-{side}-{key}.*.c32.txt"))]
+            sides[side] = [run.rps for run in runs if run.rps is not None]
+            errors += [f"{side}: {error}" for run in runs for error in run.errors]
+            check = raw / f"ledger-{side}-{key}.check"
+            if check.exists() and (verdict := check.read_text().strip()) != "ok":
+                errors.insert(0, f"{side}: bad response: {verdict}")
+        if not sides["on"] and not sides["off"]:
+            continue
+        on = statistics.median(sides["on"]) if sides["on"] else None
+        off = statistics.median(sides["off"]) if sides["off"] else None
+        cells = [
+            label,
+            rate(on),
+            rate(off),
+            f"{(on - off) / off:+.1%}" if on is not None and off else "—",
+            ", ".join(map(rate, sides["on"])),
+            ", ".join(map(rate, sides["off"])),
+            f"**{'; '.join(errors)}**" if errors else "none",
+        ]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out) if len(out) > 2 else None
+
+
 def version(*cmd: str) -> str:
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
@@ -147,7 +193,12 @@ def machine() -> str:
 
 
 def main(raw: Path, results: Path, command: str) -> None:
-    body = table(raw)
+    parts = []
+    if any(raw.glob("*.c1.txt")):  # not with BENCH_ONLY=ledger
+        parts.append(table(raw))
+    if ledger := ledger_table(raw):
+        parts.append("The usage ledger's cost (`wrk -t2 -c32`, the two proxies loaded in turn):\n\n" + ledger)
+    body = "\n\n".join(parts)
     print(body)
     skipped = raw / "proxy.skipped"
     notes = [
@@ -162,6 +213,9 @@ def main(raw: Path, results: Path, command: str) -> None:
         " burst), so the figures are the proxy's own cost, not an upstream's pace.",
         "- wrk (2 threads), nginx (1 worker) and the proxy share the same CPUs. Figures under"
         " ~0.1 ms swing with whether the scheduler puts wrk and nginx on the same CPU; read them as ≈0.1 ms.",
+        "- The ledger's cost: two proxies for the same upstream side by side, the default (a SQLite"
+        " ledger in the run's directory) and `--database-url none`, loaded in turn (on, off; then off, on)"
+        " for the given rounds; cost = (on − off) / off of the medians.",
     ]
     if skipped.exists():
         notes.insert(0, f"- **proxy not measured: {skipped.read_text().strip().splitlines()[0]}**")

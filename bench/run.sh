@@ -4,11 +4,15 @@
 #   bash bench/run.sh                    # 10 s per wrk run
 #   BENCH_DURATION=3 bash bench/run.sh   # quick run
 #   PROXY_CMD="/path/to/other-proxy" bash bench/run.sh
+#   BENCH_ONLY=ledger bash bench/run.sh  # only the usage ledger's cost
+#   BENCH_LEDGER_ROUNDS=0 bash bench/run.sh  # without it (default: 3 rounds)
 #
 # The upstream is nginx serving files from bench/make_canned.py; each scenario
 # has its own path prefix, and the proxy is restarted with that prefix as its
-# base URL. Results go to stdout and bench/results.md. Everything listens on
-# 127.0.0.1 and everything started here is stopped on exit.
+# base URL. The ledger's cost: two proxies side by side, the default (a SQLite
+# ledger) and --database-url none, loaded in turn. Results go to stdout and
+# bench/results.md. Everything listens on 127.0.0.1, the ledger's file is in
+# the run's temporary directory, and everything started here is stopped on exit.
 set -euo pipefail
 
 usage() { sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
@@ -21,6 +25,8 @@ esac
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$BENCH_DIR")
 DURATION=${BENCH_DURATION:-10}
+LEDGER_ROUNDS=${BENCH_LEDGER_ROUNDS:-3}
+ONLY=${BENCH_ONLY:-}
 WARMUP=1                 # seconds of discarded load before each row
 WRK_TIMEOUT=30s          # per request; a 2,000-chunk stream at 32 conns is slow
 START_TIMEOUT=${PROXY_START_TIMEOUT:-30}
@@ -33,6 +39,8 @@ log() { printf '%s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 [[ $DURATION =~ ^[0-9]+$ && $DURATION -gt 0 ]] || die "BENCH_DURATION must be a positive integer"
+[[ $LEDGER_ROUNDS =~ ^[0-9]+$ ]] || die "BENCH_LEDGER_ROUNDS must be a whole number"
+[[ -z $ONLY || $ONLY == ledger ]] || die "BENCH_ONLY must be empty or ledger"
 
 install_tools() {
     local missing=()
@@ -54,6 +62,7 @@ RAW="$TMP/raw"
 mkdir -p "$RAW"
 NGINX_PID=""
 PROXY_PID=""
+OTHER_PID=""  # the second proxy of the ledger's side-by-side runs
 WRK_PID=""
 
 stop_pid() {  # stop_pid PID: TERM its process group, KILL after 5 s
@@ -67,9 +76,11 @@ stop_pid() {  # stop_pid PID: TERM its process group, KILL after 5 s
     wait "$pid" 2>/dev/null || true
 }
 stop_proxy() { [[ -z $PROXY_PID ]] || stop_pid "$PROXY_PID"; PROXY_PID=""; }
+stop_other() { [[ -z $OTHER_PID ]] || stop_pid "$OTHER_PID"; OTHER_PID=""; }
 cleanup() {
     [[ -z $WRK_PID ]] || { kill "$WRK_PID" 2>/dev/null; wait "$WRK_PID" 2>/dev/null; } || true
     stop_proxy
+    stop_other
     [[ -z $NGINX_PID ]] || stop_pid "$NGINX_PID"
     [[ -n ${KEEP_TMP:-} ]] && log "kept $TMP" || rm -rf "$TMP"
 }
@@ -170,6 +181,7 @@ done
 
 # ---------------------------------------------------------------- direct rows
 for s in "${SCENARIOS[@]}"; do
+    [[ -z $ONLY ]] || break
     script=chat_stream.lua
     [[ $s == json ]] && script=chat.lua
     load "direct-$s" "$UP/$s/v1/chat/completions" "$script"
@@ -212,7 +224,7 @@ row() {  # row NAME KIND PATH [SCRIPT]: check, load, record RSS
     rss >"$RAW/proxy-$1.rss"
 }
 
-start_proxy() {  # start_proxy SCENARIO: fails (returns 1) with the reason in proxy.skipped
+start_proxy() {  # start_proxy SCENARIO [ARG...]: fails (returns 1) with the reason in proxy.skipped
     local cmd port why
     read -r -a cmd <<<"$PROXY_CMD"
     if ! command -v "${cmd[0]}" >/dev/null; then
@@ -221,16 +233,18 @@ start_proxy() {  # start_proxy SCENARIO: fails (returns 1) with the reason in pr
     fi
     port=$(free_port 18434)
     PX="http://127.0.0.1:$port"
-    cmd+=(--base-url "$UP/$1/v1" --api-key bench-key --host 127.0.0.1 --port "$port" --log-level warning)
+    cmd+=(--base-url "$UP/$1/v1" --api-key bench-key --host 127.0.0.1 --port "$port" --log-level warning "${@:2}")
+    # XDG_DATA_HOME: the default ledger (SQLite in the data directory) in this run's directory.
     env -u http_proxy -u https_proxy -u all_proxy -u HTTP_PROXY -u HTTPS_PROXY -u ALL_PROXY \
-        NO_PROXY=127.0.0.1,localhost setsid "${cmd[@]}" >"$TMP/proxy-$1.log" 2>&1 &
+        NO_PROXY=127.0.0.1,localhost XDG_DATA_HOME="$TMP/data-$port" \
+        setsid "${cmd[@]}" >"$TMP/proxy-$1-$port.log" 2>&1 &
     PROXY_PID=$!
     if ! wait_http "$PX/api/version" "$PROXY_PID" "$START_TIMEOUT"; then
         {
             kill -0 "$PROXY_PID" 2>/dev/null && why="did not answer GET /api/version within ${START_TIMEOUT}s" ||
                 why="exited before answering GET /api/version"
             echo "proxy $why (scenario $1): ${cmd[*]}"
-            tail -n 20 "$TMP/proxy-$1.log"
+            tail -n 20 "$TMP/proxy-$1-$port.log"
         } >"$RAW/proxy.skipped"
         stop_proxy
         return 1
@@ -239,6 +253,7 @@ start_proxy() {  # start_proxy SCENARIO: fails (returns 1) with the reason in pr
 }
 
 proxy_rows() {
+    [[ -z $ONLY ]] || return 0
     start_proxy json || return 1
     row tags tags /api/tags
     row v1-json json /v1/chat/completions chat.lua
@@ -258,8 +273,41 @@ proxy_rows() {
     stop_proxy
 }
 
+ledger_pair() {  # ledger_pair ROW KIND SCENARIO PATH SCRIPT: the ledger on and off, alternated
+    local row=$1 kind=$2 path=$4 script=$5 round side url on off first second
+    start_proxy "$3" || return 1
+    on=$PX
+    OTHER_PID=$PROXY_PID PROXY_PID=""
+    start_proxy "$3" --database-url none || return 1
+    off=$PX
+    check "ledger-on-$row" "$kind" "$on$path" "$script"
+    check "ledger-off-$row" "$kind" "$off$path" "$script"
+    wrk_run /dev/null -t2 -c32 -d"${WARMUP}s" -s "$BENCH_DIR/$script" "$on$path"
+    wrk_run /dev/null -t2 -c32 -d"${WARMUP}s" -s "$BENCH_DIR/$script" "$off$path"
+    for ((round = 1; round <= LEDGER_ROUNDS; round++)); do
+        # A B, then B A: a drift in the machine's load favours neither side.
+        first=on second=off
+        ((round % 2)) || first=off second=on
+        for side in $first $second; do
+            url=$on
+            [[ $side == on ]] || url=$off
+            log ">> ledger $side, $row, round $round"
+            wrk_run "$RAW/ledger-$side-$row.$round.c32.txt" -t2 -c32 -d"${DURATION}s" --timeout "$WRK_TIMEOUT" \
+                -s "$BENCH_DIR/$script" "$url$path"
+        done
+    done
+    stop_proxy
+    stop_other  # the ledger's proxy last: its shutdown writes what is queued
+}
+
+ledger_rows() {
+    ((LEDGER_ROUNDS > 0)) || return 0
+    ledger_pair v1-json json json /v1/chat/completions chat.lua || return 1
+    ledger_pair api-sse10 ollama sse10 /api/chat api_chat.lua || return 1
+}
+
 status=0
-if ! proxy_rows; then
+if ! proxy_rows || ! ledger_rows; then
     log "error: $(head -n1 "$RAW/proxy.skipped"); proxy rows not measured"
     sed 1d "$RAW/proxy.skipped" >&2
     status=1

@@ -10,9 +10,15 @@ streaming /api/chat requests one after another until --duration has passed; ever
 checked: each NDJSON line parses, the text is the canned answer whole, the last line is
 `done: true` with the upstream's token counts, and nothing else follows it.
 
-Reported: errors (must be 0), streams completed and complete, wall time, time to first line and
-per-stream duration (p50/p99), and the proxy's peak RSS (VmHWM) and CPU time. The exit status is
-0 only with no errors. Everything started here is stopped on exit, Ctrl-C included.
+The proxy keeps its usage ledger (a SQLite file in a temporary directory, or --database-url):
+every request this run sends carries one user agent of its own, and once the proxy has stopped
+(a graceful shutdown writes what is queued) the ledger must hold exactly one row with it per
+request sent, none lost and none twice. `--database-url none` runs without a ledger.
+
+Reported: errors (must be 0), streams completed and complete, the ledger's rows against the
+requests sent, wall time, time to first line and per-stream duration (p50/p99), and the proxy's
+peak RSS (VmHWM) and CPU time. The exit status is 0 only with no errors and every request in the
+ledger. Everything started here is stopped on exit, Ctrl-C included.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,13 +159,14 @@ async def one_stream(session: aiohttp.ClientSession, url: str, expected: str, ch
         tally.duration.append(time.perf_counter() - began)
 
 
-async def load(url: str, concurrency: int, duration: float, chunks: int, stream_timeout: float) -> Tally:
+async def load(url: str, concurrency: int, duration: float, chunks: int, stream_timeout: float, agent: str) -> Tally:
     tally = Tally()
     expected = "".join(words(chunks))
     deadline = time.monotonic() + duration
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     timeout = aiohttp.ClientTimeout(total=stream_timeout)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    headers = {"User-Agent": agent}  # the ledger's rows of this run: client = agent
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as session:
 
         async def worker(number: int) -> None:
             # Spread the first requests over a second, as real clients do not start in one instant.
@@ -249,7 +258,7 @@ def start_upstream(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], s
 def start_proxy(args: argparse.Namespace, upstream_url: str) -> tuple[subprocess.Popen[bytes], list[str], str]:
     port = free_port()
     command = [args.proxy, "--base-url", upstream_url, "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--log-level", "warning"]
+    command += ["--log-level", "warning", "--database-url", args.database_url]
     proxy = subprocess.Popen(command, start_new_session=True, env={**os.environ, "OPENAI_API_KEY": "sk-soak"})
     return proxy, command, f"http://127.0.0.1:{port}"
 
@@ -259,7 +268,9 @@ async def soak(args: argparse.Namespace, proxy: subprocess.Popen[bytes], url: st
     idle = proc_status(proxy.pid)
     began = time.perf_counter()
     bound = args.duration + args.stream_timeout + 60
-    tally = await asyncio.wait_for(load(url, args.concurrency, args.duration, args.chunks, args.stream_timeout), bound)
+    tally = await asyncio.wait_for(
+        load(url, args.concurrency, args.duration, args.chunks, args.stream_timeout, args.agent), bound
+    )
     wall = time.perf_counter() - began
     busy = proc_status(proxy.pid)
     if proxy.poll() is not None:
@@ -289,8 +300,32 @@ async def soak(args: argparse.Namespace, proxy: subprocess.Popen[bytes], url: st
     }
 
 
+async def ledger_rows(database_url: str, agent: str) -> int:
+    """The rows the ledger holds for this run's requests (its user agent)."""
+    import sqlalchemy as sa
+
+    from oai2ollama.ledger.database import open_engine, resolve_url
+
+    url = resolve_url(database_url)
+    assert url is not None
+    engine = open_engine(url)
+    try:
+        async with engine.connect() as connection:
+            query = sa.text("SELECT count(*) FROM requests WHERE client = :agent")
+            return int((await connection.execute(query, {"agent": agent})).scalar_one())
+    finally:
+        await engine.dispose()
+
+
 def report(result: dict[str, Any]) -> str:
     kinds = "".join(f"\n    {count} × {kind}" for kind, count in result["error_kinds"].items())
+    ledger = result.get("ledger_rows")
+    ledger_line = (
+        "ledger: off\n"
+        if ledger is None
+        else f"ledger: {ledger} row(s) for {result['streams_started']} request(s) sent"
+        f" ({'every request, once' if ledger == result['streams_started'] else 'MISMATCH'})\n"
+    )
     return (
         f"proxy: {result['command']}\n"
         f"load: {result['concurrency']} concurrent streaming /api/chat requests for {result['duration_asked_s']:g} s, "
@@ -298,6 +333,7 @@ def report(result: dict[str, Any]) -> str:
         f"(a stream lasts {result['stream_ideal_s']:g} s at best)\n"
         f"errors: {result['errors']}{kinds}\n"
         f"streams complete: {result['streams_complete']} of {result['streams_started']} started\n"
+        f"{ledger_line}"
         f"wall time: {result['wall_s']} s ({result['streams_per_s']} streams/s, {result['lines_per_s']} lines/s)\n"
         f"first line: p50 {result['first_line_p50_ms']} ms, p99 {result['first_line_p99_ms']} ms\n"
         f"stream duration: p50 {result['stream_p50_s']} s, p99 {result['stream_p99_s']} s, "
@@ -321,6 +357,9 @@ def main() -> None:
     parser.add_argument("--stream-timeout", type=float, default=60, help="seconds one stream may take (default 60)")
     parser.add_argument("--proxy", default=str(REPO / ".venv" / "bin" / "oai2ollama"), help="the proxy command")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--database-url", help="the proxy's ledger (default: a SQLite file in a temporary directory; none: no ledger)"
+    )
     parser.add_argument("--serve-upstream", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     with contextlib.suppress(ImportError):
@@ -332,11 +371,17 @@ def main() -> None:
         return
     signal.signal(signal.SIGTERM, interrupted)
     limit = raise_open_file_limit(max(4 * args.concurrency + 1024, 8192))
+    scratch = tempfile.TemporaryDirectory(prefix="oai2ollama-soak.")
+    args.database_url = args.database_url or f"sqlite:///{scratch.name}/ledger.db"
+    args.agent = f"oai2ollama-soak/{uuid.uuid4().hex}"
     upstream = proxy = None
     try:
         upstream, upstream_url = start_upstream(args)
         proxy, command, url = start_proxy(args, upstream_url)
         result = {"command": " ".join(command), "open_file_limit": limit, **asyncio.run(soak(args, proxy, url))}
+        stop(proxy, grace=60.0)  # a graceful shutdown: the ledger writes what is queued
+        if args.database_url.strip().lower() != "none":
+            result["ledger_rows"] = asyncio.run(ledger_rows(args.database_url, args.agent))
     except KeyboardInterrupt:
         print("soak: interrupted; the proxy and the upstream are stopped", file=sys.stderr)
         raise SystemExit(130) from None
@@ -346,10 +391,13 @@ def main() -> None:
             with contextlib.suppress(OSError):
                 upstream.stdin.close()
         stop(upstream)
+        scratch.cleanup()
     print(report(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
-    raise SystemExit(0 if result["errors"] == 0 and result["streams_complete"] == result["streams_started"] else 1)
+    whole = result["errors"] == 0 and result["streams_complete"] == result["streams_started"]
+    recorded = result.get("ledger_rows", result["streams_started"]) == result["streams_started"]
+    raise SystemExit(0 if whole and recorded else 1)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import genai_prices
 import pytest
 
 from oai2ollama.config_file import ConfigError, parse
@@ -74,6 +76,38 @@ def test_a_configured_price_wins_and_matches_the_id_clients_see() -> None:
     assert prices.cost(routed) == pytest.approx(0.002)
     assert prices.cost(dataclasses.replace(routed, usage=Usage(output_tokens=10))) == pytest.approx(0.00002)
     assert prices.cost(record()) == pytest.approx(0.00725)  # no rule for it: the table
+
+
+@pytest.mark.parametrize(
+    ("base_url", "model"),
+    [
+        ("https://api.openai.com/v1", "gpt-4o"),
+        ("https://api.openai.com/v1", "o3"),  # prices by date
+        ("https://api.anthropic.com/v1", "claude-sonnet-4-5"),  # tiered: the table's arithmetic each time
+        ("https://openrouter.ai/api/v1", "openai/gpt-4o-mini"),
+    ],
+)
+def test_remembered_rates_give_the_tables_own_figures(base_url: str, model: str) -> None:
+    """Prices remembers each model's rates per token (the table's arithmetic costs ~150 µs a
+    request); the figures are the table's, for any counts and any date."""
+    prices = Prices([Source(Target(base_url, None))])
+    for started_at in (1_700_000_000.0, 1_780_000_000.0):
+        for tokens in [(1000, 500, 200), (0, 7, 0), (250_000, 10, 0), (1, 0, 5), (3, 3, 3)]:
+            input_tokens, output_tokens, cached_tokens = tokens
+            usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens, cached_tokens=cached_tokens)
+            fields = {"upstream_model": model, "model": model, "started_at": started_at, "usage": usage}
+            expected = genai_prices.calc_price(
+                genai_prices.Usage(
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    cache_read_tokens=min(cached_tokens, input_tokens) or None,
+                ),
+                model,
+                provider_api_url=base_url,
+                genai_request_timestamp=datetime.fromtimestamp(started_at, UTC),
+            )
+            for _ in range(2):  # found, then remembered
+                assert prices.cost(record(**fields)) == pytest.approx(float(expected.total_price), rel=1e-9, abs=1e-15)
 
 
 def test_settings_for_merges_the_price_like_other_keys() -> None:
