@@ -18,7 +18,7 @@ from ..request_log import escaped
 from . import charts, edits, queries
 from .auth import Session
 from .render import SECURITY_HEADERS, error_page, page, static_file
-from .session import Form, change, client_of, context, field, redirect, signed_in
+from .session import Form, change, client_of, context, field, redirect, signed_in, state_of
 from .views import model_row, settings_rows
 
 log = logging.getLogger("oai2ollama.admin")
@@ -38,42 +38,48 @@ def _catalog(request: Request) -> Catalog:
 # ---- overview
 
 
+OVERVIEW_SECONDS = 2.0  # the overview's figures are read from the ledger at most this often
+
+
+async def _traffic(engine: Any) -> dict[str, Any]:
+    """The overview's figures from the ledger: windows, charts, per-upstream latency."""
+    moment = queries.now()
+    async with engine.connect() as connection:
+        windows = []
+        for name, span in (("hour", timedelta(hours=1)), ("day", timedelta(days=1)), ("week", timedelta(days=7))):
+            windows.append(await queries.window(connection, name, moment - span, moment))
+        hours = queries.hours_back(24, moment)
+        counts = await queries.per_hour(connection, moment - timedelta(hours=23, minutes=moment.minute))
+        failed = [counts.get(h, (0, 0))[1] for h in hours]
+        ok = [counts.get(h, (0, 0))[0] - bad for h, bad in zip(hours, failed, strict=True)]
+        hourly = charts.stacked(
+            "Requests per hour, last 24 hours (UTC)",
+            [h[-2:] + ":00" for h in hours],
+            {"ok": ok, "errors": failed},
+            every=3,
+        )
+        days = queries.days_back(14, moment.date())
+        totals = await queries.daily_totals(connection, days[0])
+        series = {part: [totals.get(str(d), {}).get(part, 0) for d in days] for part in ("input", "output")}
+        daily = charts.stacked(
+            "Tokens per day, last 14 days (UTC)", [d.strftime("%m-%d") for d in days], series, every=2
+        )
+        per_upstream = await queries.per_upstream(connection, moment - timedelta(hours=1))
+    return {"windows": windows, "hourly": hourly, "daily": daily, "per_upstream": per_upstream}
+
+
 @signed_in
 async def overview(request: Request, session: Session) -> Response:
     engine = _engine(request)
-    moment = queries.now()
-    windows: list[queries.Window] = []
-    hourly: charts.Chart | None = None
-    daily: charts.Chart | None = None
-    per_upstream: dict[str, dict[str, Any]] = {}
+    traffic: dict[str, Any] = {"windows": [], "hourly": None, "daily": None, "per_upstream": {}}
     if engine is not None:
-        async with engine.connect() as connection:
-            for name, span in (("hour", timedelta(hours=1)), ("day", timedelta(days=1)), ("week", timedelta(days=7))):
-                windows.append(await queries.window(connection, name, moment - span))
-            hours = queries.hours_back(24, moment)
-            counts = await queries.per_hour(connection, moment - timedelta(hours=23, minutes=moment.minute))
-            ok = [counts.get(h, (0, 0))[0] - counts.get(h, (0, 0))[1] for h in hours]
-            failed = [counts.get(h, (0, 0))[1] for h in hours]
-            labels = [h[-2:] + ":00" for h in hours]
-            hourly = charts.stacked(
-                "Requests per hour, last 24 hours (UTC)", labels, {"ok": ok, "errors": failed}, every=3
-            )
-            days = queries.days_back(14, moment.date())
-            totals = await queries.daily_totals(connection, days[0])
-            series = {
-                "input": [totals.get(str(d), {}).get("input", 0) for d in days],
-                "output": [totals.get(str(d), {}).get("output", 0) for d in days],
-            }
-            daily = charts.stacked(
-                "Tokens per day, last 14 days (UTC)", [d.strftime("%m-%d") for d in days], series, every=2
-            )
-            per_upstream = await queries.per_upstream(connection, moment - timedelta(days=1))
+        traffic = await state_of(request).cached("overview", OVERVIEW_SECONDS, lambda: _traffic(engine))
     upstreams = _catalog(request).upstream_states()
     for upstream in upstreams:
-        upstream["usage"] = per_upstream.get(upstream["name"], {})
+        upstream["usage"] = traffic["per_upstream"].get(upstream["name"], {})
     values = context(
-        request, session, "overview", title="Overview", windows=windows, hourly=hourly, daily=daily,
-        upstreams=upstreams, ledger=engine is not None, no_ledger=NO_LEDGER, sample=queries.PERCENTILE_ROWS,
+        request, session, "overview", title="Overview", upstreams=upstreams, ledger=engine is not None,
+        no_ledger=NO_LEDGER, sample=queries.PERCENTILE_ROWS, **traffic,
     )  # fmt: skip
     return page("overview.html", **values)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,12 +19,14 @@ from ..ledger import tables
 r = tables.requests
 daily = tables.usage_daily
 
-IS_ERROR = sa.or_(r.c.status == 0, r.c.status >= 400, r.c.error_kind.is_not(None))
+# The text of the errors' partial index (`tables.REQUEST_ERRORS`): with bound parameters instead,
+# SQLite and PostgreSQL would not see that a query's condition is the index's.
+IS_ERROR = sa.text(f"({tables.REQUEST_ERRORS.text})")
 HAS_FIRST_TOKEN = sa.and_(r.c.streamed.is_(True), r.c.first_byte.is_not(None))
 PAGE_SIZE = 50
-# Percentiles of a window with more requests than this are those of its most recent ones: one
-# sorted walk over a bounded number of rows, whatever the window holds.
-PERCENTILE_ROWS = 20_000
+# Percentiles of a window with more requests than this are those of this many, spread evenly over
+# it: a bounded number of rows read by primary key, whatever the window holds.
+PERCENTILE_ROWS = 2_000
 
 LOG_COLUMNS = (
     "id",
@@ -62,31 +64,78 @@ class Window:
     latency_p95: float | None = None
     first_token_p50: float | None = None
     first_token_p95: float | None = None
-    sampled: bool = False  # percentiles from the most recent PERCENTILE_ROWS requests
+    sampled: int = 0  # percentiles from this many requests spread evenly over the window; 0: from all
 
 
-async def window(connection: AsyncConnection, name: str, since: datetime) -> Window:
-    totals = sa.select(
+def _row_totals(where: Any) -> sa.Select[Any]:
+    return sa.select(
         sa.func.count(),
         sa.func.coalesce(sa.func.sum(sa.case((IS_ERROR, 1), else_=0)), 0),
         sa.func.coalesce(sa.func.sum(r.c.input_tokens), 0),
         sa.func.coalesce(sa.func.sum(r.c.output_tokens), 0),
-    ).where(r.c.at >= since)
-    count, errors, tokens_in, tokens_out = (await connection.execute(totals)).one()
-    result = Window(name, int(count), int(errors), int(tokens_in), int(tokens_out))
-    if count:
-        result.sampled = count > PERCENTILE_ROWS
-        latency = await _recent(connection, r.c.duration, r.c.at >= since)
-        first = await _recent(connection, r.c.first_byte, sa.and_(r.c.at >= since, HAS_FIRST_TOKEN))
+    ).where(*where)
+
+
+def _day_totals(*where: Any) -> sa.Select[Any]:
+    return sa.select(
+        sa.func.coalesce(sa.func.sum(daily.c.requests), 0),
+        sa.func.coalesce(sa.func.sum(daily.c.errors), 0),
+        sa.func.coalesce(sa.func.sum(daily.c.input_tokens), 0),
+        sa.func.coalesce(sa.func.sum(daily.c.output_tokens), 0),
+    ).where(*where)
+
+
+async def window(connection: AsyncConnection, name: str, since: datetime, moment: datetime) -> Window:
+    """Totals and percentiles of the requests since `since`. Totals come from the daily totals but
+    for the window's first, partial UTC day, whose smaller half is summed from rows: its part in the
+    window, or the day's total less the part before the window (at most 12 hours of rows either way)."""
+    day_start = datetime.combine(since.date(), time.min, UTC)
+    next_midnight = day_start + timedelta(days=1)
+    sums = [0, 0, 0, 0]
+
+    async def add(query: sa.Select[Any], sign: int = 1) -> None:
+        for index, value in enumerate((await connection.execute(query)).one()):
+            sums[index] += sign * int(value or 0)
+
+    if next_midnight > moment or since - day_start > timedelta(hours=12):
+        await add(_row_totals([r.c.at >= since, r.c.at < next_midnight]))
+        if next_midnight <= moment:
+            await add(_day_totals(daily.c.day >= next_midnight.date()))
+    else:
+        await add(_day_totals(daily.c.day >= since.date()))
+        await add(_row_totals([r.c.at >= day_start, r.c.at < since]), -1)
+    result = Window(name, *(max(value, 0) for value in sums))
+    if result.requests:
+        latency, first = await _sample(connection, since, result)
         result.latency_p50, result.latency_p95 = percentile(latency, 50), percentile(latency, 95)
         result.first_token_p50, result.first_token_p95 = percentile(first, 50), percentile(first, 95)
     return result
 
 
-async def _recent(connection: AsyncConnection, column: sa.ColumnElement[Any], where: Any) -> list[float]:
-    """The values of the most recent requests of a window (newest first, through the `at` index)."""
-    query = sa.select(column).where(where).order_by(r.c.at.desc()).limit(PERCENTILE_ROWS)
-    return [value for (value,) in await connection.execute(query)]
+async def _sample(connection: AsyncConnection, since: datetime, result: Window) -> tuple[list[float], list[float]]:
+    """Durations and first-token times of the window's requests: all of them, or, past
+    PERCENTILE_ROWS, that many spread evenly over its ids (rows are numbered as they come)."""
+    columns = (r.c.duration, r.c.first_byte, r.c.streamed)
+    if result.requests <= PERCENTILE_ROWS:
+        query = sa.select(*columns).where(r.c.at >= since)
+    else:
+        first = sa.select(r.c.id).where(r.c.at >= since).order_by(r.c.at).limit(1)
+        low = (await connection.execute(first)).scalar_one_or_none()
+        high = (await connection.execute(sa.select(sa.func.max(r.c.id)))).scalar_one_or_none()
+        if low is None or high is None:
+            return [], []
+        step = max((high - low + 1) / PERCENTILE_ROWS, 1.0)
+        ids = sorted({low + int(step * index) for index in range(PERCENTILE_ROWS)} | {high})
+        result.sampled = len(ids)
+        query = sa.select(*columns).where(r.c.id.in_(sa.bindparam("ids", expanding=True)), r.c.at >= since)
+        query = query.params(ids=ids)
+    durations: list[float] = []
+    first_tokens: list[float] = []
+    for duration, first_byte, streamed in await connection.execute(query):
+        durations.append(duration)
+        if streamed and first_byte is not None:
+            first_tokens.append(first_byte)
+    return durations, first_tokens
 
 
 def percentile(values: list[float], rank: float) -> float | None:
@@ -105,14 +154,13 @@ def hour_of(connection: AsyncConnection) -> sa.ColumnElement[str]:
 
 
 async def per_hour(connection: AsyncConnection, since: datetime) -> dict[str, tuple[int, int]]:
-    """Requests and errors per UTC hour since `since`, keyed `YYYY-MM-DD HH`."""
+    """Requests and errors per UTC hour since `since`, keyed `YYYY-MM-DD HH`: two counts that read
+    only indexes (`at`, and the errors' partial one)."""
     hour = hour_of(connection).label("hour")
-    query = (
-        sa.select(hour, sa.func.count(), sa.func.sum(sa.case((IS_ERROR, 1), else_=0)))
-        .where(r.c.at >= since)
-        .group_by(hour)
-    )
-    return {str(h): (int(n), int(e or 0)) for h, n, e in await connection.execute(query)}
+    every = sa.select(hour, sa.func.count()).where(r.c.at >= since).group_by(hour)
+    failed = sa.select(hour, sa.func.count()).where(IS_ERROR, r.c.at >= since).group_by(hour)
+    errors = {str(h): int(n) for h, n in await connection.execute(failed)}
+    return {str(h): (int(n), errors.get(str(h), 0)) for h, n in await connection.execute(every)}
 
 
 async def per_upstream(connection: AsyncConnection, since: datetime) -> dict[str, dict[str, Any]]:

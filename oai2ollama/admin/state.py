@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -38,10 +41,22 @@ class AdminState:
         self._configured = settings.admin_token.get_secret_value() if settings.admin_token else None
         self.keyring: auth.Keyring | None = None  # None: not ready yet (the database is being opened)
         self._task: asyncio.Task[None] | None = None
+        self._cached: dict[str, tuple[float, Any]] = {}
         if ledger is None and self._configured is not None:
             self.keyring, _ = auth.keyring_without_database(self._configured)
         if shared is not None:
             shared.watch(auth.TOPIC, self._reload)
+
+    async def cached(self, name: str, seconds: float, compute: Callable[[], Awaitable[Any]]) -> Any:
+        """`compute()`, or what it gave less than `seconds` ago: several admins, or one reloading,
+        read the ledger's aggregates once."""
+        now = time.monotonic()
+        hit = self._cached.get(name)
+        if hit is not None and now - hit[0] < seconds:
+            return hit[1]
+        value = await compute()
+        self._cached[name] = (time.monotonic(), value)
+        return value
 
     async def start(self) -> None:
         """Learn the token: generate it (and print it) where none exists; in the background while
