@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from ..catalog import Catalog, edit_key
+from ..errors import ProxyError
 from ..request_log import escaped
 from . import charts, edits, queries
 from .auth import Session
@@ -33,6 +35,14 @@ def _engine(request: Request) -> Any:
 
 def _catalog(request: Request) -> Catalog:
     return request.app.state.catalog  # type: ignore[no-any-return]
+
+
+async def _listed(request: Request) -> Catalog:
+    """The catalog, once its upstreams have been asked (as a client's first request would)."""
+    catalog = _catalog(request)
+    with contextlib.suppress(ProxyError):  # an upstream that cannot be listed is shown as such
+        await catalog.cards()
+    return catalog
 
 
 # ---- overview
@@ -74,7 +84,7 @@ async def overview(request: Request, session: Session) -> Response:
     traffic: dict[str, Any] = {"windows": [], "hourly": None, "daily": None, "per_upstream": {}}
     if engine is not None:
         traffic = await state_of(request).cached("overview", OVERVIEW_SECONDS, lambda: _traffic(engine))
-    upstreams = _catalog(request).upstream_states()
+    upstreams = (await _listed(request)).upstream_states()
     for upstream in upstreams:
         upstream["usage"] = traffic["per_upstream"].get(upstream["name"], {})
     values = context(
@@ -89,7 +99,7 @@ async def overview(request: Request, session: Session) -> Response:
 
 @signed_in
 async def models(request: Request, session: Session) -> Response:
-    catalog = _catalog(request)
+    catalog = await _listed(request)
     configuration = request.app.state.configuration
     rows = [model_row(catalog, configuration.catalog, source, entry) for source, entry in catalog.models()]
     listed = any(state["listed"] is not None for state in catalog.upstream_states())
@@ -103,7 +113,7 @@ def _find(catalog: Catalog, key: str) -> tuple[Any, dict[str, Any]] | None:
 
 
 async def _edit_page(request: Request, session: Session, key: str, status: int = 200, **extra: Any) -> Response:
-    catalog = _catalog(request)
+    catalog = await _listed(request)
     found = _find(catalog, key)
     if found is None:
         return error_page(404, "No such model: the upstreams do not list it (refresh the models page).")
@@ -126,7 +136,7 @@ async def model_edit_form(request: Request, session: Session) -> Response:
 async def model_edit(request: Request, session: Session, form: Form) -> Response:
     key = field(form, "model")
     engine = _engine(request)
-    catalog = _catalog(request)
+    catalog = await _listed(request)
     found = _find(catalog, key)
     if found is None:
         return error_page(404, "No such model: the upstreams do not list it (refresh the models page).")
