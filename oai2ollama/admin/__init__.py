@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.routing import BaseRoute, Route
 
 from ..shared_state import SharedState
-from . import edits, pages, session
+from . import edits, key_pages, pages, session
 from .render import error_page
 from .state import AdminState
 
@@ -33,6 +33,9 @@ routes: list[BaseRoute] = [
     Route("/admin/models/edit", pages.model_edit, methods=["POST"]),
     Route("/admin/models/reset", pages.model_reset, methods=["POST"]),
     Route("/admin/models/refresh", pages.models_refresh, methods=["POST"]),
+    Route("/admin/keys", key_pages.keys, methods=["GET"]),
+    Route("/admin/keys", key_pages.key_create, methods=["POST"]),
+    Route("/admin/keys/revoke", key_pages.key_revoke, methods=["POST"]),
     Route("/admin/usage", pages.usage, methods=["GET"]),
     Route("/admin/usage.csv", pages.usage_csv, methods=["GET"]),
     Route("/admin/settings", pages.settings, methods=["GET"]),

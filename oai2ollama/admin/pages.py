@@ -28,7 +28,7 @@ log = logging.getLogger("oai2ollama.admin")
 NO_LEDGER = "There is no usage ledger (--database-url none): nothing is recorded."
 
 
-def _engine(request: Request) -> Any:
+def engine_of(request: Request) -> Any:
     ledger = request.app.state.ledger
     return ledger.engine if ledger is not None else None
 
@@ -80,7 +80,7 @@ async def _traffic(engine: Any) -> dict[str, Any]:
 
 @signed_in
 async def overview(request: Request, session: Session) -> Response:
-    engine = _engine(request)
+    engine = engine_of(request)
     traffic: dict[str, Any] = {"windows": [], "hourly": None, "daily": None, "per_upstream": {}}
     if engine is not None:
         traffic = await state_of(request).cached("overview", OVERVIEW_SECONDS, lambda: _traffic(engine))
@@ -122,7 +122,7 @@ async def _edit_page(request: Request, session: Session, key: str, status: int =
     form = extra.pop("form", None) or edits.form_values(row["card"])
     values = context(
         request, session, "models", title=f"Edit {row['card'].name}", row=row, form=form, key=key,
-        capabilities=edits.EDITABLE_CAPABILITIES, ledger=_engine(request) is not None, **extra,
+        capabilities=edits.EDITABLE_CAPABILITIES, ledger=engine_of(request) is not None, **extra,
     )  # fmt: skip
     return page("model_edit.html", status=status, **values)
 
@@ -135,7 +135,7 @@ async def model_edit_form(request: Request, session: Session) -> Response:
 @change
 async def model_edit(request: Request, session: Session, form: Form) -> Response:
     key = field(form, "model")
-    engine = _engine(request)
+    engine = engine_of(request)
     catalog = await _listed(request)
     found = _find(catalog, key)
     if found is None:
@@ -170,7 +170,7 @@ async def model_edit(request: Request, session: Session, form: Form) -> Response
 @change
 async def model_reset(request: Request, session: Session, form: Form) -> Response:
     key = field(form, "model")
-    engine = _engine(request)
+    engine = engine_of(request)
     if engine is None:
         return error_page(409, "Edits are kept in the database, and this server has none (--database-url none).")
     async with engine.begin() as connection:
@@ -182,7 +182,7 @@ async def model_reset(request: Request, session: Session, form: Form) -> Respons
 
 async def _reapply(request: Request) -> None:
     """This process applies the edits at once; the others at their next poll."""
-    async with _engine(request).connect() as connection:
+    async with engine_of(request).connect() as connection:
         _catalog(request).apply_edits(await edits.load(connection))
 
 
@@ -196,7 +196,7 @@ async def models_refresh(request: Request, session: Session, form: Form) -> Resp
 # ---- usage
 
 
-def _when(value: str) -> datetime | None:
+def utc_time(value: str) -> datetime | None:
     """A `datetime-local` value (`2026-12-01T10:30`) or a date, read as UTC."""
     value = value.strip()
     if not value:
@@ -214,8 +214,8 @@ def _filters(request: Request) -> queries.Filters:
         key=params.get("key", "").strip(),
         model=params.get("model", "").strip(),
         status=queries.parse_status(params.get("status", "")),
-        since=_when(params.get("since", "")),
-        until=_when(params.get("until", "")),
+        since=utc_time(params.get("since", "")),
+        until=utc_time(params.get("until", "")),
     )
 
 
@@ -232,7 +232,7 @@ def _id(value: str | None) -> int | None:
 
 @signed_in
 async def usage(request: Request, session: Session) -> Response:
-    engine = _engine(request)
+    engine = engine_of(request)
     filters = _filters(request)
     values = context(
         request, session, "usage", title="Usage", ledger=engine is not None, no_ledger=NO_LEDGER,
@@ -270,7 +270,7 @@ CSV_HEADER = [name for name in queries.LOG_COLUMNS if name != "id"]
 
 @signed_in
 async def usage_csv(request: Request, session: Session) -> Response:
-    engine = _engine(request)
+    engine = engine_of(request)
     if engine is None:
         return error_page(404, NO_LEDGER)
     filters = _filters(request)
