@@ -162,6 +162,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         keys(argv[1:])
         return
+    if argv and argv[0] == "admin-token":
+        from .admin.token_cli import main as admin_token
+
+        admin_token(argv[1:])
+        return
     if "--version" in argv:
         print(f"oai2ollama {__version__}")
         return

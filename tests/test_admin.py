@@ -3,6 +3,7 @@ token, its pages with data, and that nothing secret or unescaped reaches them.""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from pathlib import Path
@@ -11,7 +12,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from oai2ollama.admin import auth
 from oai2ollama.ledger import tables
 
 from .admin_client import ADMIN_TOKEN, ORIGIN, admin_settings, csrf_of, post, running, sign_in
@@ -168,22 +168,25 @@ async def test_without_a_database_a_token_is_generated_at_every_start(caplog: py
             assert (await client.get("/admin/usage")).status_code == 200
 
 
-async def test_a_new_token_ends_every_session(sqlite_url: str) -> None:
+async def test_the_cli_makes_a_new_token_which_ends_every_session(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from oai2ollama.cli import main
+
     async with running(admin_settings(sqlite_url, admin_token=None)) as (app, client):
         admin = app.state.admin
-        async with app.state.ledger.engine.begin() as connection:
-            token = auth.new_token()
-            await auth.replace_token(connection, token)
-            from oai2ollama.shared_state import bump
-
-            await bump(connection, auth.TOPIC)
         old = admin.keyring
+        await asyncio.to_thread(main, ["admin-token", "--database-url", sqlite_url])
+        token = capsys.readouterr().out.strip()
+        assert len(token) >= 40
         await app.state.shared.poll()
         assert admin.keyring is not old
         assert (await sign_in(client, token)).status_code == 303
         cookie = client.cookies["oai2ollama_admin"]
-        assert admin.keyring.session(cookie) is not None
-        assert old.session(cookie) is None
+        assert admin.keyring.session(cookie) is not None and old.session(cookie) is None
+        async with app.state.ledger.engine.connect() as connection:
+            digests = [row.digest for row in await connection.execute(sa.select(tables.secrets.c.digest))]
+        assert all(token not in digest for digest in digests)
 
 
 async def test_settings_show_no_secret(tmp_path: Path) -> None:
