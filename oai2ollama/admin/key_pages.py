@@ -54,7 +54,7 @@ def _number(form: Form, name: str, what: str) -> int | None:
     text = field(form, name).strip().replace(",", "").replace("_", "")
     if not text:
         return None
-    if not text.isdigit() or int(text) <= 0:
+    if not text.isascii() or not text.isdigit() or not 0 < int(text) < 2**62:
         raise ValueError(f"{what} must be a positive whole number")
     return int(text)
 

@@ -227,7 +227,8 @@ def _filter_query(request: Request, **extra: Any) -> str:
 
 
 def _id(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
+    """A row id from a paging link; anything else (not a number, past 64 bits) is the first page."""
+    return int(value) if value and value.isascii() and value.isdigit() and len(value) < 19 else None
 
 
 @signed_in
