@@ -241,3 +241,30 @@ def test_status_filters_are_a_closed_set() -> None:
         "",
         "",
     ]
+
+
+async def test_hours_over_for_a_while_are_counted_once(tmp_path: Path) -> None:
+    import random
+
+    from oai2ollama.ledger.database import migrate, open_engine, resolve_url
+
+    rng = random.Random(5)
+    moment = datetime.now(UTC)
+    url = resolve_url(f"sqlite:///{tmp_path / 'h.db'}")
+    assert url is not None
+    engine = open_engine(url)
+    try:
+        await migrate(engine)
+        await _fill(engine, [row(moment - timedelta(hours=3), rng), row(moment - timedelta(minutes=1), rng)])
+        hours = queries.hours_back(24, moment)
+        settled: dict[str, tuple[int, int]] = {}
+        async with engine.connect() as connection:
+            first = await queries.hours_counted(connection, hours, settled, moment)
+        assert sum(n for n, _ in first.values()) == 2 and hours[-1] not in settled and hours[-4] in settled
+        await _fill(engine, [row(moment - timedelta(hours=3), rng), row(moment, rng)])
+        async with engine.connect() as connection:
+            again = await queries.hours_counted(connection, hours, settled, moment)
+        assert again[hours[-4]] == first[hours[-4]]  # settled: not read again
+        assert again[hours[-1]][0] == first[hours[-1]][0] + 1
+    finally:
+        await engine.dispose()

@@ -51,7 +51,7 @@ async def _listed(request: Request) -> Catalog:
 OVERVIEW_SECONDS = 2.0  # the overview's figures are read from the ledger at most this often
 
 
-async def _traffic(engine: Any) -> dict[str, Any]:
+async def _traffic(engine: Any, settled: dict[str, tuple[int, int]]) -> dict[str, Any]:
     """The overview's figures from the ledger: windows, charts, per-upstream latency."""
     moment = queries.now()
     async with engine.connect() as connection:
@@ -59,7 +59,7 @@ async def _traffic(engine: Any) -> dict[str, Any]:
         for name, span in (("hour", timedelta(hours=1)), ("day", timedelta(days=1)), ("week", timedelta(days=7))):
             windows.append(await queries.window(connection, name, moment - span, moment))
         hours = queries.hours_back(24, moment)
-        counts = await queries.per_hour(connection, moment - timedelta(hours=23, minutes=moment.minute))
+        counts = await queries.hours_counted(connection, hours, settled, moment)
         failed = [counts.get(h, (0, 0))[1] for h in hours]
         ok = [counts.get(h, (0, 0))[0] - bad for h, bad in zip(hours, failed, strict=True)]
         hourly = charts.stacked(
@@ -83,7 +83,8 @@ async def overview(request: Request, session: Session) -> Response:
     engine = engine_of(request)
     traffic: dict[str, Any] = {"windows": [], "hourly": None, "daily": None, "per_upstream": {}}
     if engine is not None:
-        traffic = await state_of(request).cached("overview", OVERVIEW_SECONDS, lambda: _traffic(engine))
+        admin = state_of(request)
+        traffic = await admin.cached("overview", OVERVIEW_SECONDS, lambda: _traffic(engine, admin.settled_hours))
     upstreams = (await _listed(request)).upstream_states()
     for upstream in upstreams:
         upstream["usage"] = traffic["per_upstream"].get(upstream["name"], {})

@@ -146,6 +146,30 @@ def percentile(values: list[float], rank: float) -> float | None:
     return ordered[max(0, math.ceil(rank / 100 * len(ordered)) - 1)]
 
 
+# An hour's counts are kept once it has been over this long: records are written when a request
+# ends, so a long answer begun in an hour lands after it (one longer than this is left out).
+SETTLED = timedelta(minutes=15)
+
+
+async def hours_counted(
+    connection: AsyncConnection, hours: list[str], settled: dict[str, tuple[int, int]], moment: datetime
+) -> dict[str, tuple[int, int]]:
+    """Requests and errors for each of `hours` (`YYYY-MM-DD HH`, oldest first): the settled ones
+    from `settled` (which the caller keeps, and this fills), the others counted now, so that each
+    overview reads the rows of the last hour or two rather than of a whole day."""
+    missing = [hour for hour in hours if hour not in settled]
+    counted: dict[str, tuple[int, int]] = {}
+    if missing:
+        counted = await per_hour(connection, datetime.strptime(missing[0], "%Y-%m-%d %H").replace(tzinfo=UTC))
+    for hour in missing:
+        ends = datetime.strptime(hour, "%Y-%m-%d %H").replace(tzinfo=UTC) + timedelta(hours=1)
+        if ends + SETTLED <= moment:
+            settled[hour] = counted.get(hour, (0, 0))
+    for hour in [hour for hour in settled if hour < hours[0]]:
+        del settled[hour]
+    return {hour: settled.get(hour) or counted.get(hour, (0, 0)) for hour in hours}
+
+
 async def per_hour(connection: AsyncConnection, since: datetime) -> dict[str, tuple[int, int]]:
     """Requests and errors per UTC hour since `since`, keyed `YYYY-MM-DD HH`. SQLite counts from its
     indexes alone (`at`, and the errors' partial one); PostgreSQL, which must visit the rows anyway

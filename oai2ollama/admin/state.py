@@ -42,6 +42,7 @@ class AdminState:
         self.keyring: auth.Keyring | None = None  # None: not ready yet (the database is being opened)
         self._task: asyncio.Task[None] | None = None
         self._cached: dict[str, tuple[float, Any]] = {}
+        self.settled_hours: dict[str, tuple[int, int]] = {}  # the overview's hourly counts (queries.hours_counted)
         if ledger is None and self._configured is not None:
             self.keyring, _ = auth.keyring_without_database(self._configured)
         if shared is not None:
