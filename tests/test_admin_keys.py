@@ -14,7 +14,7 @@ key_store = pytest.importorskip("oai2ollama.key_store")
 
 
 async def test_a_key_is_shown_once_listed_by_prefix_and_revoked(tmp_path: Path) -> None:
-    async with running(admin_settings(f"sqlite:///{tmp_path / 'a.db'}")) as (_, client):
+    async with running(admin_settings(f"sqlite:///{tmp_path / 'a.db'}")) as (app, client):
         await sign_in(client)
         made = await post(
             client, "/admin/keys",
@@ -25,6 +25,8 @@ async def test_a_key_is_shown_once_listed_by_prefix_and_revoked(tmp_path: Path) 
         assert made.status_code == 200, made.text
         key = re.search(r'<code id="new-key">([^<]+)</code>', made.text).group(1)  # type: ignore[union-attr]
         assert key.startswith(key_store.KEY_PREFIX) and 'data-copy="new-key"' in made.text
+        await app.state.shared.poll()  # what every process does within a second
+        assert (await client.get("/api/tags", headers={"authorization": f"Bearer {key}"})).status_code == 200
         listing = (await client.get("/admin/keys")).text
         assert key not in listing and key[: key_store.PREFIX_LENGTH] + "…" in listing
         assert 'data-key="ci &lt;bot&gt;" data-state="active"' in listing
@@ -36,4 +38,6 @@ async def test_a_key_is_shown_once_listed_by_prefix_and_revoked(tmp_path: Path) 
         revoked = await post(client, "/admin/keys/revoke", {"name": "ci <bot>"}, page="/admin/keys")
         assert revoked.status_code == 303
         assert 'data-key="ci &lt;bot&gt;" data-state="revoked"' in (await client.get("/admin/keys")).text
+        await app.state.shared.poll()
+        assert (await client.get("/api/tags", headers={"authorization": f"Bearer {key}"})).status_code == 401
         assert (await client.post("/admin/keys/revoke", data={"name": "ci <bot>"})).status_code == 403  # no CSRF
