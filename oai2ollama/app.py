@@ -12,12 +12,13 @@ from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from . import admin
 from .catalog import Catalog
 from .config import Settings
 from .configuration import assemble
 from .disconnect import CancelOnDisconnect
 from .errors import ProxyError, anthropic_body, dialect, error_kind, ollama_body, openai_body
-from .guards import Guards, open_to_all, policy_from
+from .guards import Guards, is_admin, open_to_all, policy_from
 from .http import InFlight, json_response
 from .in_use import ModelsInUse
 from .key_sync import KeySync
@@ -25,7 +26,7 @@ from .ledger import Ledger
 from .ledger.costs import Prices
 from .ledger.database import resolve_url
 from .metrics import Metrics
-from .records import ErrorKind, Observer, RequestState
+from .records import ErrorKind, Observer, RequestRecord, RequestState
 from .request_log import RequestLog, escaped
 from .routes import anthropic, discovery, native, openai, responses
 from .routes import metrics as metrics_route
@@ -36,6 +37,8 @@ log = logging.getLogger("oai2ollama")
 
 
 def error_response(path: str, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    if is_admin(path):
+        return admin.error_page(status, message, headers)  # a page for a browser, not JSON
     kind = dialect(path)
     if kind == "anthropic":
         body: dict[str, Any] = anthropic_body(status, message)
@@ -66,6 +69,16 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(request.url.path, 500, f"internal error in oai2ollama: {type(exc).__name__}")
 
 
+def _not_admin(observe: Observer) -> Observer:
+    """The ledger records what clients asked of the gateway, not the admin page's own views."""
+
+    def observe_api(record: RequestRecord) -> None:
+        if not is_admin(record.path):
+            observe(record)
+
+    return observe_api
+
+
 def create_app(
     settings: Settings,
     *,
@@ -92,15 +105,17 @@ def create_app(
         if url is not None:
             prices = Prices(configuration.catalog.sources, configuration.catalog.rules)
             ledger = Ledger(url, prices=prices, retention=settings.usage_retention)
-            observers = [*observers, ledger.observe]
+            observers = [*observers, _not_admin(ledger.observe)]
             metrics.register_queue(ledger.queue_depth, lambda: ledger.dropped if ledger else 0)
             shared = SharedState(ledger.engine, ready=ledger.migrated.wait)
             KeySync(guard_policy.keys, guard_policy.limits).attach(shared)
             observers = [*observers, guard_policy.limits.observe]
+    admin_state = admin.AdminState(settings, ledger=ledger, shared=shared)
 
     @asynccontextmanager
     async def database() -> AsyncIterator[None]:
         """The ledger's writer and the shared-state poller, for as long as the app runs."""
+        await admin_state.start()  # the admin token: generated and printed where there is none
         if ledger is None or shared is None:
             yield
             return
@@ -115,6 +130,7 @@ def create_app(
             yield
         finally:
             try:
+                await admin_state.aclose()
                 await shared.aclose()
             finally:
                 await ledger.aclose()  # every answered request is over: write what is queued
@@ -159,6 +175,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    app.state.configuration = configuration
     app.state.guards = guard_policy
     app.state.in_use = ModelsInUse()
     app.state.metrics = metrics
@@ -171,6 +188,7 @@ def create_app(
     # Routes are matched in order: the inference routes, which carry the load, come first.
     for module in routers:
         app.router.routes.extend(module.routes)
+    admin.install(app, admin_state, shared)
     app.add_exception_handler(ProxyError, _proxy_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -20,7 +20,7 @@ from . import access
 from .configuration import CatalogConfig, Source
 from .errors import ProxyError, UpstreamError, model_not_found
 from .model_index import ModelIndex
-from .model_rules import settings_for
+from .model_rules import settings_for, with_edit
 from .records import ErrorKind
 from .target import Target
 from .translate.dialects import DIALECTS, Dialect, kind_from_models
@@ -45,7 +45,9 @@ class Catalog:
         self._sources = list(config.sources)
         self._targets = {source.name: source.target for source in self._sources}
         self._clock = clock
+        self._entries: dict[str, list[dict[str, Any]]] = {}  # upstream name → its listed /models entries
         self._by_source: dict[str, list[ModelCard]] = {}
+        self._edits: Mapping[str, Mapping[str, Any]] = {}  # the admin page's, by `edit_key`
         self._listed: set[str] = set()  # upstreams whose /models answered at least once
         self._failing: dict[str, str] = {}  # upstream name → the failure last logged
         self._kinds: dict[str, str] = {}  # upstream name → the kind its /models answer gave away
@@ -205,7 +207,50 @@ class Catalog:
         card = self._card(source, {"id": upstream_id})
         return replace(card, name=ollama_name(name)) if card.alias is None else card
 
-    def _card(self, source: Source, entry: dict[str, Any]) -> ModelCard:
+    def apply_edits(self, edits: Mapping[str, Mapping[str, Any]]) -> None:
+        """The admin page's edits (by `edit_key`), which win over the config file: every card is
+        described anew from the upstreams' last answers, at once."""
+        self._edits = dict(edits)
+        for source in self._sources:
+            if source.name in self._entries:
+                self._by_source[source.name] = [self._card(source, entry) for entry in self._entries[source.name]]
+        self._publish()
+
+    @property
+    def edits(self) -> Mapping[str, Mapping[str, Any]]:
+        return self._edits
+
+    def models(self) -> Iterator[tuple[Source, dict[str, Any]]]:
+        """Every model the upstreams list (hidden and shadowed ones too) or that is configured as an
+        extra, as (upstream, its /models entry): what the admin page shows."""
+        for source in self._sources:
+            listed = self._entries.get(source.name, [])
+            yield from ((source, entry) for entry in listed)
+            ids = {str(entry["id"]) for entry in listed}
+            yield from ((source, {"id": model_id}) for model_id in source.extra_models if model_id not in ids)
+
+    def card_of(self, source: Source, entry: dict[str, Any], *, edited: bool = True) -> ModelCard:
+        """The card of one model, as clients see it, or as it would be without the page's edits."""
+        return self._card(source, entry, edited=edited)
+
+    def upstream_states(self) -> list[dict[str, Any]]:
+        """Per upstream: name, host, kind, whether its last listing answered (None: not asked yet),
+        how many models it lists, and its failure if it is failing."""
+        return [
+            {
+                "name": source.name,
+                "host": source.target.host,
+                "kind": self.dialect(source.target).kind,
+                "listed": (source.name not in self._failing)
+                if source.name in self._listed or source.name in self._failing
+                else None,
+                "models": len(self._entries.get(source.name, ())),
+                "error": self._failing.get(source.name),
+            }
+            for source in self._sources
+        ]
+
+    def _card(self, source: Source, entry: dict[str, Any], *, edited: bool = True) -> ModelCard:
         upstream_id = str(entry["id"])
         client_id = source.prefix + upstream_id
         lengths = self._config.context_lengths
@@ -217,6 +262,11 @@ class Catalog:
             ),
             None,
         )
+        settings = settings_for(client_id, self._config.rules)
+        edit = self._edits.get(edit_key(source.name, upstream_id)) if edited else None
+        if edit:
+            settings = with_edit(settings, edit)
+            explicit = edit.get("context_length") or explicit  # the page's wins over --context-lengths too
         return describe(
             entry,
             upstream=source.name,
@@ -225,7 +275,7 @@ class Catalog:
             capabilities=self._config.capabilities,
             context_length=explicit,
             default_context_length=self._config.default_context_length,
-            settings=settings_for(client_id, self._config.rules),
+            settings=settings,
         )
 
     def _extra_cards(self, source: Source, listed: set[str]) -> list[ModelCard]:
@@ -248,19 +298,24 @@ class Catalog:
 
     async def _load(self) -> None:
         fetched = await asyncio.gather(*(self._list(source) for source in self._sources))
-        cards: list[ModelCard] = []
         for source, listed in zip(self._sources, fetched, strict=True):
             if listed is not None:
-                self._by_source[source.name] = listed
-            cards += self._by_source.get(source.name, [])
-            cards += self._extra_cards(source, {card.upstream_id for card in self._by_source.get(source.name, [])})
-        self.index = ModelIndex(cards, known_shadowed=self.index.shadowed)
+                self._entries[source.name] = listed
+                self._by_source[source.name] = [self._card(source, entry) for entry in listed]
+        self._publish()
         self._fetched_at = now = self._clock()
         retry = min(self._config.ttl, RETRY_SECONDS) if None in fetched else self._config.ttl
         self._due = now + retry
 
-    async def _list(self, source: Source) -> list[ModelCard] | None:
-        """The upstream's listed models, or None when it could not say (the failure is logged)."""
+    def _publish(self) -> None:
+        cards: list[ModelCard] = []
+        for source in self._sources:
+            cards += self._by_source.get(source.name, [])
+            cards += self._extra_cards(source, {card.upstream_id for card in self._by_source.get(source.name, [])})
+        self.index = ModelIndex(cards, known_shadowed=self.index.shadowed)
+
+    async def _list(self, source: Source) -> list[dict[str, Any]] | None:
+        """The upstream's listed model entries, or None when it could not say (the failure is logged)."""
         try:
             async with asyncio.timeout(self._config.timeout):
                 listing = await self._upstreams.get_json(source.target, "/models")
@@ -277,7 +332,7 @@ class Catalog:
         kind = kind_from_models(entries)
         if kind is not None:
             self._kinds[source.name] = kind
-        return [self._card(source, entry) for entry in entries if source.lists(str(entry["id"]))]
+        return [entry for entry in entries if source.lists(str(entry["id"]))]
 
     def _failed(self, source: Source, problem: str) -> None:
         kept = len(self._by_source.get(source.name, []))
@@ -292,6 +347,11 @@ class Catalog:
             )
         self._failing[source.name] = problem
         return None
+
+
+def edit_key(upstream: str, upstream_id: str) -> str:
+    """Which model an admin-page edit is for: `upstream/upstream id` (`model_edits.model`)."""
+    return f"{upstream}/{upstream_id}"
 
 
 def _model_name(name: object) -> str:

@@ -44,7 +44,9 @@ def describe_invalid(exc: ValidationError) -> str:
     where = "-".join(names).replace("_", "-").lower() or "settings"
     message = error["msg"].removeprefix("Value error, ")
     given = error.get("input")
-    secret = "key" in where or "database" in where  # never echo a secret back (a URL may hold a password)
+    secret = (
+        "key" in where or "database" in where or "token" in where
+    )  # never echo a secret back (a URL may hold a password)
     if isinstance(given, str | int | float) and not secret and repr(given) not in message:
         message += f" (got {given!r})"
     return f"{where}: {message}"
@@ -159,6 +161,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         from .keys_cli import main as keys
 
         keys(argv[1:])
+        return
+    if argv and argv[0] == "admin-token":
+        from .admin.token_cli import main as admin_token
+
+        admin_token(argv[1:])
         return
     if "--version" in argv:
         print(f"oai2ollama {__version__}")

@@ -222,6 +222,17 @@ class Settings(BaseSettings):
         description="Where the usage ledger is kept: sqlite:///PATH, postgresql://USER:PASSWORD@HOST/DB, or none "
         "for no ledger (default: SQLite in $XDG_DATA_HOME/oai2ollama/oai2ollama.db; env OAI2OLLAMA_DATABASE_URL)",
     )
+    admin_token: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("admin_token", "OAI2OLLAMA_ADMIN_TOKEN"),
+        description="The token that opens the admin page at /admin (at least 16 characters); unset: one is "
+        "generated at the first start, stored hashed and printed once (env OAI2OLLAMA_ADMIN_TOKEN)",
+    )
+    admin_secure_cookie: bool = Field(
+        False,
+        description="Mark the admin session cookie Secure also when requests arrive over plain HTTP (behind an "
+        "HTTPS proxy); over HTTPS it always is",
+    )
     usage_retention: float = Field(
         30 * 86400.0,
         gt=0,
@@ -305,6 +316,19 @@ class Settings(BaseSettings):
 
             resolve_url(value)  # its ValueError never repeats the URL, which may hold a password
             return value.strip()
+        return value
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _admin_token(cls, value: object) -> object:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return None  # OAI2OLLAMA_ADMIN_TOKEN= means "generate one"
+            if len(value) < 16:
+                raise ValueError("must be at least 16 characters (or unset, to have one generated)")
         return value
 
     @field_validator("base_url")

@@ -97,6 +97,12 @@ def parse(data: Mapping[str, Any], *, path: Path, environ: Mapping[str, str]) ->
     return ConfigFile(path=path, upstreams=upstreams, models=models, defaults=defaults, keys=keys)
 
 
+def read_model(pattern: str, table: Mapping[str, Any], where: str) -> ModelRule:
+    """One `[models."…"]` table checked as the file's are (the admin page's edits); a ConfigError
+    names `where` and the key."""
+    return _Reader(Path(where)).model(pattern, table, "")
+
+
 class _Reader(TableReader):
     """The file's sections, each checked where it stands."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import translate
 from typing import Any
 
@@ -95,3 +95,23 @@ def settings_for(model_id: str, rules: Sequence[ModelRule]) -> ModelSettings | N
         options=options,
         price=price,
     )
+
+
+EDITABLE = ("alias", "hidden", "capabilities", "context_length", "options")
+
+
+def with_edit(settings: ModelSettings | None, edit: Mapping[str, Any]) -> ModelSettings:
+    """`settings` with the admin page's edit applied: each field it gives replaces the file's
+    (options whole, as the page shows and edits them whole); an empty alias removes the file's."""
+    changes: dict[str, Any] = {}
+    if "alias" in edit:
+        changes["alias"] = edit["alias"] or None
+    if "hidden" in edit:
+        changes["hidden"] = bool(edit["hidden"])
+    if "capabilities" in edit:
+        changes["capabilities"] = tuple(edit["capabilities"])
+    if "context_length" in edit:
+        changes["context_length"] = int(edit["context_length"])
+    if "options" in edit:
+        changes["options"] = dict(edit["options"])
+    return replace(settings or ModelSettings(), **changes)

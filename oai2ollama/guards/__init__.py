@@ -28,10 +28,10 @@ from .body_limit import BodyLimit
 from .hosts import HostCheck, allowed_names, is_loopback, one_host
 from .keys import CREDENTIAL_HEADERS, KeyRing, RuntimeKey, unreadable_credentials
 from .limits import Limits
-from .origins import OriginCheck, origin_pattern, preflight, with_cors
+from .origins import OriginCheck, origin_pattern, preflight, same_origin, with_cors
 from .refusal import Refusal
 
-__all__ = ["Guards", "Policy", "is_loopback", "open_to_all", "policy_from"]
+__all__ = ["Guards", "Policy", "is_admin", "is_loopback", "open_to_all", "policy_from"]
 
 Render = Callable[[str, int, str, dict[str, str] | None], Response]
 
@@ -69,6 +69,11 @@ def open_to_all(settings: Settings, policy: Policy) -> str | None:
     )
 
 
+def is_admin(path: str) -> bool:
+    """The admin page (`/admin`, `/admin/…`): it takes no API key, only its own session (see `admin`)."""
+    return path == "/admin" or path.startswith("/admin/")
+
+
 def _public(scope: Scope, policy: Policy) -> bool:
     """`GET /` answers "Ollama is running" to anyone, as health checks expect; `GET /metrics` too
     when asked (`--metrics-public`), for a scraper on a trusted network."""
@@ -91,7 +96,11 @@ class Guards(HTTPMiddleware):
         # DNS rebinding first: such a page is same-origin with us, so the Origin check cannot see it.
         refusal = policy.hosts(headers.get(b"host")) or one_host(scope["headers"])
         origin = headers.get(b"origin")
-        if refusal is None and origin is not None:
+        admin = is_admin(scope["path"])
+        if refusal is None and origin is not None and admin:
+            # The admin page is for its own pages only: no other origin, however trusted, and no CORS.
+            refusal = same_origin(origin, headers.get(b"host"))
+        elif refusal is None and origin is not None:
             refusal = policy.origins(origin)
             if refusal is None:
                 if scope["method"] == "OPTIONS":
@@ -100,7 +109,7 @@ class Guards(HTTPMiddleware):
                 send = with_cors(send, origin)
         refusal = refusal or unreadable_credentials(headers)
         models = None
-        if refusal is None and policy.keys and not _public(scope, policy):
+        if refusal is None and policy.keys and not admin and not _public(scope, policy):
             key = policy.keys.identify(headers)
             if isinstance(key, Refusal):
                 refusal = key

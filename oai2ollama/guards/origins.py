@@ -58,6 +58,16 @@ class OriginCheck:
         return Refusal(403, f"origin {origin.decode('latin-1')!r} is not allowed; add it to --origins (OLLAMA_ORIGINS)")
 
 
+def same_origin(origin: bytes, host: bytes | None) -> Refusal | None:
+    """Refuse a page whose origin is not the server's own (its `Host`): the admin page's rule."""
+    text = origin.decode("latin-1").strip()
+    scheme, found, rest = text.partition("://")
+    own = host is not None and found and scheme.lower() in ("http", "https")
+    if own and host is not None and rest.lower() == host.decode("latin-1").strip().lower():
+        return None
+    return Refusal(403, f"origin {text!r} may not use the admin page: only its own pages may")
+
+
 def with_cors(send: Send, origin: bytes) -> Send:
     """`send` that marks the answer readable by the (allowed) origin's page."""
     extra = ((b"access-control-allow-origin", origin), (b"vary", b"Origin"))

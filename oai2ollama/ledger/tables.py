@@ -39,6 +39,12 @@ requests = sa.Table(
     sa.Column("cost_usd", sa.Float()),  # None: the model has no known price
 )
 
+# The admin page's request log, filtered by model, key or errors (migration 0004).
+REQUEST_ERRORS = sa.text("status = 0 OR status >= 400 OR error_kind IS NOT NULL")
+sa.Index("ix_requests_model_at", requests.c.model, requests.c.at)
+sa.Index("ix_requests_key_name_at", requests.c.key_name, requests.c.at)
+sa.Index("ix_requests_errors_at", requests.c.at, sqlite_where=REQUEST_ERRORS, postgresql_where=REQUEST_ERRORS)
+
 COUNT = sa.BigInteger()
 
 # Totals per UTC day, upstream, model (the upstream's id) and key; '' where a request had none.
