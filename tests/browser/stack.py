@@ -25,7 +25,7 @@ from starlette.responses import Response
 from oai2ollama.app import create_app
 from oai2ollama.config import Settings
 
-from ..fakes import DEFAULT_MODELS, FakeUpstream, completion, sse, sse_response, text_stream
+from ..fakes import API_KEY, DEFAULT_MODELS, FakeUpstream, completion, sse, sse_response, text_stream
 from ..loopback import serve
 
 ADMIN_TOKEN = "browser-admin-token-7f3c9a1e5b"
@@ -42,8 +42,13 @@ def chat(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, json={**completion(ANSWER), "model": body.get("model", "gpt-test")})
 
 
-def fake_upstream() -> FakeUpstream:
-    fake = FakeUpstream(models=[*DEFAULT_MODELS, {"id": HOSTILE_MODEL, "object": "model", "owned_by": "test"}])
+def fake_upstream(model_ids: list[str] | None = None) -> FakeUpstream:
+    """The test fake's models and the hostile one, or `model_ids`."""
+    if model_ids is None:
+        models = [*DEFAULT_MODELS, {"id": HOSTILE_MODEL, "object": "model", "owned_by": "test"}]
+    else:
+        models = [{"id": name, "object": "model", "owned_by": "test"} for name in model_ids]
+    fake = FakeUpstream(models=models)
     fake.on("POST", "/chat/completions", chat)
     return fake
 
@@ -86,9 +91,12 @@ class Stack:
 
 
 @contextmanager
-def running_stack(directory: Path, *, admin_token: str = ADMIN_TOKEN, **settings: Any) -> Iterator[Stack]:
-    """Start the fake upstream and oai2ollama on loopback in a background thread; stop both after."""
-    fake = fake_upstream()
+def running_stack(
+    directory: Path, *, admin_token: str = ADMIN_TOKEN, model_ids: list[str] | None = None, **settings: Any
+) -> Iterator[Stack]:
+    """Start the fake upstream and oai2ollama on loopback in a background thread; stop both after.
+    The ledger is `directory/ledger.db` (made there if missing)."""
+    fake = fake_upstream(model_ids)
     ledger = directory / "ledger.db"
     loop = asyncio.new_event_loop()
     started: asyncio.Future[Stack] = loop.create_future()
@@ -101,6 +109,7 @@ def running_stack(directory: Path, *, admin_token: str = ADMIN_TOKEN, **settings
                 upstream_url = await stack.enter_async_context(serve(ServedFake(fake))) + "/v1"
                 options: dict[str, Any] = {
                     "base_url": upstream_url,
+                    "api_key": API_KEY,  # a secret the settings page must mask
                     "database_url": f"sqlite:///{ledger}",
                     "admin_token": admin_token,
                     "models_ttl": 0,
