@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -135,12 +136,24 @@ def running_stack(
     thread.start()
     try:
         stack = asyncio.run_coroutine_threadsafe(_wait(started), loop).result(timeout=30)
+        wait_for_admin(stack.url)
         yield stack
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(timeout=30)
         if failure:
             raise failure[0]
+
+
+def wait_for_admin(url: str, seconds: float = 30) -> None:
+    """The admin page learns its token once the ledger is migrated, in the background, and answers
+    503 until then."""
+    deadline = time.monotonic() + seconds
+    with httpx.Client(timeout=5, trust_env=False) as http:
+        while http.get(url + "/admin/login").status_code == 503:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the admin page did not become ready")
+            time.sleep(0.05)
 
 
 async def _wait(future: asyncio.Future[Stack]) -> Stack:
