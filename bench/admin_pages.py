@@ -34,6 +34,7 @@ import math
 import os
 import random
 import re
+import signal
 import socket
 import sqlite3
 import statistics
@@ -227,6 +228,22 @@ def generate(path: Path, rows: int) -> float:
     return time.perf_counter() - began
 
 
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    from oai2ollama.ledger.database import _alembic_config
+
+    return str(ScriptDirectory.from_config(_alembic_config()).get_current_head())
+
+
+def revision(path: Path) -> str | None:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        try:
+            return str(db.execute("SELECT version_num FROM alembic_version").fetchone()[0])
+        except (sqlite3.Error, TypeError):
+            return None
+
+
 def counted(path: Path) -> tuple[int, int]:
     if not path.exists():
         return 0, 0
@@ -353,6 +370,8 @@ def measure(url: str, token: str, pages: dict[str, str], loads: int) -> dict[str
             times: list[float] = []
             from_header = False
             size = 0
+            if "{day}" in path:
+                path = path.format(day=(datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"))
             for attempt in range(loads + 1):
                 began = time.perf_counter()
                 answer = client.get(path)
@@ -377,20 +396,25 @@ def measure(url: str, token: str, pages: dict[str, str], loads: int) -> dict[str
     return results
 
 
-def default_pages() -> dict[str, str]:
+def default_pages(rows: int) -> dict[str, str]:
+    deep = max(1, rows // 10)  # 90% of the log newer than it: the request log is paged by id (keyset)
     return {
         "overview": "/admin",
         "models": "/admin/models",
         "keys": "/admin/keys",
         "settings": "/admin/settings",
         "usage, first page": "/admin/usage",
-        "usage, filtered (model, errors)": "/admin/usage?model=gpt-4o&status=error",
-        "usage, filtered (key)": "/admin/usage?key=alice-1",
-        "usage, deep page": "/admin/usage?page=10000",
+        "usage, model + errors": "/admin/usage?model=gpt-4o&status=error",
+        "usage, key": "/admin/usage?key=alice-1",
+        "usage, rare key + 5xx": "/admin/usage?key=ci-4&status=5xx",
+        "usage, deep page": f"/admin/usage?before={deep}",
+        "usage, key, deep page": f"/admin/usage?key=bob-2&before={deep}",
+        "usage CSV, model, last day": "/admin/usage.csv?model=phi-4&since={day}",
     }
 
 
 def main() -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server on the way out
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="requests in the generated ledger")
     parser.add_argument("--loads", type=int, default=20, help="loads of each page measured (after one warm-up)")
@@ -402,7 +426,7 @@ def main() -> int:
 
     ledger = options.ledger or Path(tempfile.gettempdir()) / f"oai2ollama-bench-{options.rows}.db"
     have, _ = counted(ledger)
-    if have != options.rows:
+    if have != options.rows or revision(ledger) != head_revision():
         print(f"generating {options.rows:,} requests into {ledger} ...", flush=True)
         took = generate(ledger, options.rows)
         print(f"  {took:.1f} s", flush=True)
@@ -412,7 +436,7 @@ def main() -> int:
     if options.generate_only:
         return 0
 
-    pages = default_pages()
+    pages = default_pages(requests)
     if options.page:
         pages = dict(item.split("=", 1) for item in options.page)
     token = "bench-admin-token-" + os.urandom(8).hex()
