@@ -120,6 +120,20 @@ def test_signing_out_ends_the_session(stack, page):
     assert "/admin/login" in page.url
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap of the admin page: its pages name no icon, so Chromium asks for /favicon.ico, which the "
+    "gateway answers 404 and the ledger records as a failed request; remove this mark with the fix",
+)
+def test_opening_the_admin_page_records_nothing_in_the_usage_log(stack, page):
+    page.goto(stack.admin + "/login")
+    page.wait_for_load_state("networkidle")
+    time.sleep(1.5)  # the ledger writes a batch a second at most
+    with sqlite3.connect(stack.ledger) as db:
+        browser_rows = db.execute("SELECT method, route, status FROM requests WHERE client LIKE 'Mozilla/%'").fetchall()
+    assert browser_rows == []
+
+
 # ---- the keyboard
 
 
