@@ -228,6 +228,24 @@ def test_the_ok_status_filter_shows_the_answered_requests(stack, page):
     assert statuses and all(status == "200" for status in statuses), statuses
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug of the admin page: the Model filter suggests the daily totals' names (the upstream's id, "
+    "gpt-test) but filters the log by the name the client sent (gpt-test:latest), so a suggestion finds nothing; "
+    "remove this mark with the fix",
+)
+def test_a_suggested_model_finds_its_requests(stack, page):
+    chat(stack, "gpt-test:latest")  # as Ollama clients name it, from /api/tags
+    log_in(page, stack)
+    eventually(page, stack.admin + "/usage", lambda: page.get_by_role("cell", name="gpt-test:latest").count() > 0)
+    offered = page.locator("#known-models option").evaluate_all("options => options.map(o => o.value)")
+    suggestion = next(name for name in offered if name.startswith("gpt-test"))
+    page.get_by_label("Model", exact=True).fill(suggestion)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Filter").click()
+    assert page.locator("#request-log tbody tr").count() >= 1, (offered, suggestion)
+
+
 # ---- models
 
 
