@@ -125,7 +125,7 @@ async def test_pages_carry_security_headers_and_errors_are_pages(sqlite_url: str
             headers = answer.headers
             assert "frame-ancestors 'none'" in headers["content-security-policy"], path
             assert "'unsafe-inline'" not in headers["content-security-policy"]
-            assert headers["x-frame-options"] == "DENY" and headers["referrer-policy"] == "no-referrer"
+            assert headers["x-frame-options"] == "DENY" and headers["referrer-policy"] == "same-origin"
         missing = await client.get("/admin/nowhere")
         assert missing.status_code == 404 and missing.text.startswith("<!doctype html>")
         assert (await client.get("/admin")).headers["cache-control"] == "no-store"

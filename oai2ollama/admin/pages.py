@@ -250,7 +250,7 @@ async def usage(request: Request, session: Session) -> Response:
             before=_id(request.query_params.get("before")),
             after=_id(request.query_params.get("after")),
         )
-        keys, model_names = await queries.names(connection)
+        keys, model_names = await queries.names(connection, datetime.now(UTC).date())
         drawn = []
         for by, title in (("model", "Tokens per model per day"), ("key", "Tokens per key per day")):
             tokens = await queries.tokens_per_day(connection, by, days[0])

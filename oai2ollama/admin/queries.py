@@ -22,6 +22,7 @@ daily = tables.usage_daily
 # The text of the errors' partial index (`tables.REQUEST_ERRORS`): with bound parameters instead,
 # SQLite and PostgreSQL would not see that a query's condition is the index's.
 IS_ERROR = sa.text(f"({tables.REQUEST_ERRORS.text})")
+IS_ANSWERED = sa.text(f"NOT ({tables.REQUEST_ERRORS.text})")  # sa.not_ cannot negate a text clause
 HAS_FIRST_TOKEN = sa.and_(r.c.streamed.is_(True), r.c.first_byte.is_not(None))
 PAGE_SIZE = 50
 # Percentiles of a window with more requests than this are those of this many, spread evenly over
@@ -231,10 +232,15 @@ async def daily_totals(connection: AsyncConnection, first_day: date) -> dict[str
     }
 
 
-async def names(connection: AsyncConnection) -> tuple[list[str], list[str]]:
-    """The keys and models seen in the daily totals (a year's worth; the filters' suggestions)."""
-    keys = await connection.execute(sa.select(daily.c.key_name).distinct().order_by(daily.c.key_name))
-    models = await connection.execute(sa.select(daily.c.model).distinct().order_by(daily.c.model))
+SUGGESTED_DAYS = 30
+
+
+async def names(connection: AsyncConnection, today: date) -> tuple[list[str], list[str]]:
+    """The keys and models seen in the last 30 days' totals (the filters' suggestions): a year's
+    would scan every daily row (~100 ms with a busy year), these read a range of the primary key."""
+    recent = daily.c.day >= today - timedelta(days=SUGGESTED_DAYS)
+    keys = await connection.execute(sa.select(daily.c.key_name).where(recent).distinct().order_by(daily.c.key_name))
+    models = await connection.execute(sa.select(daily.c.model).where(recent).distinct().order_by(daily.c.model))
     return [k for (k,) in keys if k], [m for (m,) in models if m]
 
 
@@ -256,10 +262,13 @@ class Filters:
         elif self.key:
             conditions.append(r.c.key_name == self.key)
         if self.model:
-            conditions.append(r.c.model == self.model)
+            # `gpt-4o` finds what clients sent as `gpt-4o:latest` too (as Ollama names it), and the
+            # suggestions, which are the daily totals' upstream ids, find their requests.
+            same = [self.model] if ":" in self.model else [self.model, f"{self.model}:latest"]
+            conditions.append(r.c.model.in_(same))
         status = self.status
         if status == "ok":
-            conditions.append(sa.not_(IS_ERROR))
+            conditions.append(IS_ANSWERED)
         elif status == "error":
             conditions.append(IS_ERROR)  # the errors' partial index has exactly this predicate
         elif status in ("2xx", "3xx", "4xx", "5xx"):

@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import ollama
-import pytest
 
 from ..fakes import API_KEY
 from .stack import HOSTILE_MODEL, Stack
@@ -34,11 +33,9 @@ def log_in(page: Any, stack: Stack, token: str | None = None) -> None:
 
 
 def refused_as_null(page: Any) -> None:
-    if ORIGIN_NULL in page.locator("body").inner_text():
-        pytest.xfail(
-            "known bug of the admin page: Chromium posts its forms with Origin: null under "
-            "Referrer-Policy no-referrer, and the same-origin check refuses them (use same-origin)"
-        )
+    """Chromium sends `Origin: null` with a page's forms under `Referrer-Policy: no-referrer`, which
+    the same-origin check refuses: the page's policy must not be that."""
+    assert ORIGIN_NULL not in page.locator("body").inner_text()
 
 
 def eventually(page: Any, url: str, ready: Callable[[], bool], seconds: float = 10) -> None:
@@ -120,11 +117,6 @@ def test_signing_out_ends_the_session(stack, page):
     assert "/admin/login" in page.url
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap of the admin page: its pages name no icon, so Chromium asks for /favicon.ico, which the "
-    "gateway answers 404 and the ledger records as a failed request; remove this mark with the fix",
-)
 def test_opening_the_admin_page_records_nothing_in_the_usage_log(stack, page):
     page.goto(stack.admin + "/login")
     page.wait_for_load_state("networkidle")
@@ -211,11 +203,6 @@ def test_the_usage_filters_find_a_request(stack, page):
     assert model in httpx.QueryParams(csv_link.split("?", 1)[1]).get("model", ""), csv_link
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug of the admin page: status 'ok' negates a text clause (sa.not_(sa.text(...)) raises "
-    "AssertionError in SQLAlchemy), so the page answers 500; remove this mark with the fix",
-)
 def test_the_ok_status_filter_shows_the_answered_requests(stack, page):
     chat(stack, "gpt-test")
     log_in(page, stack)
@@ -228,12 +215,6 @@ def test_the_ok_status_filter_shows_the_answered_requests(stack, page):
     assert statuses and all(status == "200" for status in statuses), statuses
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug of the admin page: the Model filter suggests the daily totals' names (the upstream's id, "
-    "gpt-test) but filters the log by the name the client sent (gpt-test:latest), so a suggestion finds nothing; "
-    "remove this mark with the fix",
-)
 def test_a_suggested_model_finds_its_requests(stack, page):
     chat(stack, "gpt-test:latest")  # as Ollama clients name it, from /api/tags
     log_in(page, stack)
