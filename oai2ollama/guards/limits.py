@@ -111,6 +111,11 @@ class Limits:
         self._last_used[key.name] = now
         return None
 
+    def requests_in_window(self, name: str, now: float) -> int:
+        """The requests of the last minute counted against the key named `name`, every process's."""
+        counts = self._counts.get(name)
+        return counts.recent(now) if counts is not None else 0
+
     def observe(self, record: RequestRecord) -> None:
         """A request-log observer: this process's tokens, and its requests' starts as stored."""
         counts = self._counts.get(record.key_name) if record.key_name is not None else None
