@@ -4,6 +4,7 @@ combined with flag keys; model globs; limits answered 429 in each route's shape.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -38,21 +39,19 @@ REPO = Path(oai2ollama.__file__).resolve().parent.parent
 CHAT = {"model": "gpt-test", "messages": [{"role": "user", "content": "Hi"}], "stream": False}
 
 
-def keys_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """`oai2ollama keys …` as a user runs it, in a process of its own."""
+async def keys_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`oai2ollama keys …` as a user runs it, in a process of its own. Awaited, never run blocking:
+    the servers under test share this event loop, and one may hold the SQLite file's write lock
+    until the loop lets it commit."""
     environment = {**os.environ, "PYTHONPATH": str(REPO), "OAI2OLLAMA_DATABASE_URL": database_url}
-    return subprocess.run(
-        [sys.executable, "-m", "oai2ollama", "keys", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=environment,
-        cwd=REPO,
+    command = [sys.executable, "-m", "oai2ollama", "keys", *args]
+    return await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=60, env=environment, cwd=REPO
     )
 
 
-def add_key(database_url: str, name: str, *options: str) -> str:
-    made = keys_cli(database_url, "add", name, *options)
+async def add_key(database_url: str, name: str, *options: str) -> str:
+    made = await keys_cli(database_url, "add", name, *options)
     assert made.returncode == 0, made.stderr
     return made.stdout.splitlines()[-1]
 
@@ -90,7 +89,7 @@ async def status(url: str, key: str | None = None, path: str = "/api/chat") -> i
 
 
 async def test_add_prints_the_key_once_and_stores_only_its_digest(database_url: str) -> None:
-    made = keys_cli(database_url, "add", "ci", "--models", "gpt-*", "llama*", "--expires", "30d")
+    made = await keys_cli(database_url, "add", "ci", "--models", "gpt-*", "llama*", "--expires", "30d")
     assert made.returncode == 0, made.stderr
     key = made.stdout.splitlines()[-1]
     assert key.startswith("o2o-") and len(key) > 40
@@ -100,23 +99,23 @@ async def test_add_prints_the_key_once_and_stores_only_its_digest(database_url: 
     assert row["digest"] == key_store.digest_of(key) and key not in json.dumps(row, default=str)
     assert row["prefix"] == key[: key_store.PREFIX_LENGTH] and json.loads(row["models"]) == ["gpt-*", "llama*"]
 
-    listed = keys_cli(database_url, "list")
+    listed = await keys_cli(database_url, "list")
     assert listed.returncode == 0 and "ci" in listed.stdout and "gpt-*,llama*" in listed.stdout
     assert key not in listed.stdout and row["prefix"] + "…" in listed.stdout
-    (entry,) = json.loads(keys_cli(database_url, "list", "--json").stdout)
+    (entry,) = json.loads((await keys_cli(database_url, "list", "--json")).stdout)
     assert (entry["name"], entry["state"], entry["models"]) == ("ci", "active", ["gpt-*", "llama*"])
     expires = datetime.fromisoformat(entry["expires_at"]) - datetime.now(UTC)
     assert timedelta(days=29) < expires <= timedelta(days=30)
 
 
 async def test_names_revoke_and_errors(database_url: str) -> None:
-    add_key(database_url, "ci")
-    again = keys_cli(database_url, "add", "ci")
+    await add_key(database_url, "ci")
+    again = await keys_cli(database_url, "add", "ci")
     assert again.returncode == 1 and "exists already" in again.stderr and again.stdout == ""
-    revoked = keys_cli(database_url, "revoke", "ci")
+    revoked = await keys_cli(database_url, "revoke", "ci")
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
-    assert json.loads(keys_cli(database_url, "list", "--json").stdout)[0]["state"] == "revoked"
-    unknown = keys_cli(database_url, "revoke", "nobody")
+    assert json.loads((await keys_cli(database_url, "list", "--json")).stdout)[0]["state"] == "revoked"
+    unknown = await keys_cli(database_url, "revoke", "nobody")
     assert unknown.returncode == 1 and "no key is named 'nobody'" in unknown.stderr
     for args, message in (
         (["add", "x", "--tokens-per-day", "0"], "must be at least 1"),
@@ -124,18 +123,18 @@ async def test_names_revoke_and_errors(database_url: str) -> None:
         (["add", "bad\nname"], "printable"),
         (["add"], "required: name"),
     ):
-        refused = keys_cli(database_url, *args)
+        refused = await keys_cli(database_url, *args)
         assert refused.returncode in (1, 2) and message in refused.stderr and refused.stderr.count("\n") == 1, args
-    assert add_key(database_url, "ci").startswith("o2o-"), "a revoked key's name may be given again"
+    assert (await add_key(database_url, "ci")).startswith("o2o-"), "a revoked key's name may be given again"
 
 
-def test_the_cli_needs_a_database() -> None:
-    off = keys_cli("none", "list")
+async def test_the_cli_needs_a_database() -> None:
+    off = await keys_cli("none", "list")
     assert off.returncode == 2 and "database-url is none" in off.stderr
 
 
-def test_a_database_password_is_never_shown() -> None:
-    failed = keys_cli("postgresql://ledger:sekret-pw-123@127.0.0.1:1/keys", "list")
+async def test_a_database_password_is_never_shown() -> None:
+    failed = await keys_cli("postgresql://ledger:sekret-pw-123@127.0.0.1:1/keys", "list")
     assert failed.returncode == 2 and "cannot use the database" in failed.stderr
     assert "sekret-pw-123" not in failed.stderr + failed.stdout
 
@@ -149,12 +148,12 @@ async def test_a_server_sees_a_key_added_and_revoked_within_two_seconds(
     first = await server_on(database_url)
     second = await server_on(database_url)  # another process on the same database
     assert await status(first) == 200, "no key anywhere: open, as without keys"
-    key = add_key(database_url, "ci")
+    key = await add_key(database_url, "ci")
     for url in (first, second):
         await until_status(url, None, 401)
         assert await status(url, key) == 200
         assert await status(url, "o2o-not-a-key") == 401
-    assert keys_cli(database_url, "revoke", "ci").returncode == 0
+    assert (await keys_cli(database_url, "revoke", "ci")).returncode == 0
     for url in (first, second):
         await until_status(url, key, 401)
         async with httpx.AsyncClient(base_url=url) as http:
@@ -165,7 +164,7 @@ async def test_a_server_sees_a_key_added_and_revoked_within_two_seconds(
 async def test_database_keys_combine_with_flag_keys_and_keep_their_models(
     database_url: str, server_on: Callable[..., Any], answering: FakeUpstream
 ) -> None:
-    key = add_key(database_url, "only-gpt", "--models", "gpt-*")
+    key = await add_key(database_url, "only-gpt", "--models", "gpt-*")
     url = await server_on(database_url, server_api_key=["flag-key-123"])
     assert await status(url, "flag-key-123") == 200
     assert await status(url, key) == 200
@@ -179,7 +178,7 @@ async def test_database_keys_combine_with_flag_keys_and_keep_their_models(
 
 
 async def test_an_expired_key_is_refused_by_name(database_url: str, server_on: Callable[..., Any]) -> None:
-    key = add_key(database_url, "temp", "--expires", "1h")
+    key = await add_key(database_url, "temp", "--expires", "1h")
     url = await server_on(database_url)
     assert await status(url, key) == 200
     engine = open_engine(resolve_url(database_url))  # type: ignore[arg-type]
@@ -199,7 +198,7 @@ async def test_an_expired_key_is_refused_by_name(database_url: str, server_on: C
 async def test_requests_per_minute_are_refused_in_each_routes_shape(
     database_url: str, server_on: Callable[..., Any]
 ) -> None:
-    key = add_key(database_url, "slow", "--requests-per-minute", "2")
+    key = await add_key(database_url, "slow", "--requests-per-minute", "2")
     url = await server_on(database_url)
     async with httpx.AsyncClient(base_url=url, headers=bearer(key)) as http:
         assert [(await http.post("/api/chat", json=CHAT)).status_code for _ in range(2)] == [200, 200]
@@ -224,7 +223,7 @@ async def test_requests_per_minute_are_refused_in_each_routes_shape(
 async def test_tokens_per_day_hold_across_servers_sharing_a_database(
     database_url: str, server_on: Callable[..., Any]
 ) -> None:
-    key = add_key(database_url, "small", "--tokens-per-day", "10")
+    key = await add_key(database_url, "small", "--tokens-per-day", "10")
     first = await server_on(database_url)
     second = await server_on(database_url)
     assert await status(first, key) == 200  # 18 tokens: over the limit once it is counted
@@ -244,13 +243,13 @@ async def test_the_openai_sdk_with_a_runtime_key(
     database_url: str, server_on: Callable[..., Any], answering: FakeUpstream
 ) -> None:
     answering.on("POST", "/chat/completions", httpx.Response(200, json=completion("Hello")))
-    key = add_key(database_url, "sdk")
+    key = await add_key(database_url, "sdk")
     url = await server_on(database_url)
     client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
     try:
         answer = await client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "Hi"}])
         assert answer.choices[0].message.content == "Hello"
-        assert keys_cli(database_url, "revoke", "sdk").returncode == 0
+        assert (await keys_cli(database_url, "revoke", "sdk")).returncode == 0
         await until_status(url, key, 401)
         with pytest.raises(openai.AuthenticationError):
             await client.models.list()
@@ -268,7 +267,7 @@ async def test_an_exposed_server_without_any_key_warns_once_it_has_read_its_data
         await server_on(database_url, host="0.0.0.0", allowed_hosts=["127.0.0.1"])
     assert "without an API key" in caplog.text and "oai2ollama keys add" in caplog.text
     caplog.clear()
-    add_key(database_url, "ci")
+    await add_key(database_url, "ci")
     with caplog.at_level(logging.WARNING, logger="oai2ollama"):
         await server_on(database_url, host="0.0.0.0", allowed_hosts=["127.0.0.1"])
     assert "without an API key" not in caplog.text
