@@ -104,8 +104,11 @@ class AdminState:
 
     async def _reload(self, connection: AsyncConnection) -> None:
         """Another process (the CLI) set a new token: read it, which ends every session."""
-        if self.keyring is None:
+        if self.keyring is None or self.ledger is None:
             return  # `_load` has not finished; it reads the newest
-        self.keyring, token = await auth.keyring_from_database(connection, self._configured)
+        # Reading the token may write (a new one, if its row was deleted): not on the poll's
+        # read-only connection, in a transaction of its own.
+        async with self.ledger.engine.begin() as writing:
+            self.keyring, token = await auth.keyring_from_database(writing, self._configured)
         if token is not None:  # the token's row was deleted by hand: a new one was made
             self._announce(token, stored=True)
