@@ -111,6 +111,9 @@ def create_app(
             KeySync(guard_policy.keys, guard_policy.limits).attach(shared)
             observers = [*observers, guard_policy.limits.observe]
     admin_state = admin.AdminState(settings, ledger=ledger, shared=shared)
+    in_use = ModelsInUse()
+    if ledger is not None and shared is not None:
+        in_use.share(ledger.engine, shared, ready=ledger.migrated.wait)  # /api/ps the same in every process
 
     @asynccontextmanager
     async def database() -> AsyncIterator[None]:
@@ -123,6 +126,7 @@ def create_app(
         # Serving begins once the database's keys are read (a moment), or after a wait for a
         # database that is away, refusing (503) requests that need a key until they are.
         await shared.start()
+        await in_use.start()
         warning = open_to_all(settings, guard_policy)
         if warning is not None:
             log.warning("%s", warning)
@@ -131,6 +135,7 @@ def create_app(
         finally:
             try:
                 await admin_state.aclose()
+                await in_use.aclose()
                 await shared.aclose()
             finally:
                 await ledger.aclose()  # every answered request is over: write what is queued
@@ -177,7 +182,7 @@ def create_app(
     app.state.settings = settings
     app.state.configuration = configuration
     app.state.guards = guard_policy
-    app.state.in_use = ModelsInUse()
+    app.state.in_use = in_use
     app.state.metrics = metrics
     app.state.ledger = ledger
     app.state.shared = shared  # None without a database

@@ -171,41 +171,63 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"oai2ollama {__version__}")
         return
     settings = load_settings(argv)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # httpx logs every upstream request at INFO; our request log already has one line per request.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+    configure_logging(settings)
+
+    from .configuration import assemble
+    from .guards import open_to_all, policy_from
+    from .ledger.database import OFF
+
+    try:
+        policy = policy_from(settings, assemble(settings).keys)  # a bad config file stops us here
+    except ValueError as exc:
+        fail(str(exc))
+    # With a database, its keys are known only once it is read: each app warns then (app.py).
+    database = settings.database_url is None or settings.database_url.get_secret_value().strip().lower() != OFF
+    warning = None if database else open_to_all(settings, policy)
+    if warning is not None:
+        warn(warning)
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "access_log": False,
+        "server_header": False,
+        "proxy_headers": False,  # nothing reads the client address; X-Forwarded-* would only cost time
+        # asyncio's loop, not uvloop: at 1,000 concurrent streams (bench/soak.py) uvloop left a
+        # few hundred connections waiting in the accept queue for tens of seconds; asyncio served
+        # them all at once, and the benchmark's figures are the same with either.
+        "loop": "asyncio",
+        "http": "auto",
+    }
+    if settings.workers > 1:
+        from .workers import supervise
+
+        if not database:
+            warn(
+                f"{settings.workers} workers without a database (--database-url none): each process keeps its "
+                "own /api/ps, runtime keys and model edits, so answers depend on which process a client reaches"
+            )
+        raise SystemExit(supervise(settings, options))
 
     from .app import create_app
-    from .guards import open_to_all
 
     try:
         app = create_app(settings)
     except ValueError as exc:
         fail(str(exc))
-    # With a database, its keys are known only once it is read: the app warns then (app.py).
-    warning = open_to_all(settings, app.state.guards) if app.state.shared is None else None
-    if warning is not None:
-        warn(warning)
-    serve(
-        app,
-        shutdown_grace=settings.shutdown_grace,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        server_header=False,
-        proxy_headers=False,  # nothing reads the client address; X-Forwarded-* would only cost time
-        # asyncio's loop, not uvloop: at 1,000 concurrent streams (bench/soak.py) uvloop left a
-        # few hundred connections waiting in the accept queue for tens of seconds; asyncio served
-        # them all at once, and the benchmark's figures are the same with either.
-        loop="asyncio",
-        http="auto",
-    )
+    serve(app, shutdown_grace=settings.shutdown_grace, **options)
 
 
-def serve(app: Any, *, shutdown_grace: float, **options: Any) -> None:
-    """Run `app` as `uvicorn.run` would, with `options` for `uvicorn.Config`; once told to stop, the
-    server gives open answers `shutdown_grace` seconds, then ends each with a last error line."""
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every upstream request at INFO; our request log already has one line per request.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def serve(app: Any, *, shutdown_grace: float, sockets: list[socket.socket] | None = None, **options: Any) -> None:
+    """Run `app` as `uvicorn.run` would, with `options` for `uvicorn.Config` (on `sockets` already bound,
+    when a supervisor shares them among workers); once told to stop, the server gives open answers
+    `shutdown_grace` seconds, then ends each with a last error line."""
     import uvicorn
 
     in_flight = app.state.in_flight
@@ -230,6 +252,6 @@ def serve(app: Any, *, shutdown_grace: float, **options: Any) -> None:
     # (exit status 0, as Docker and Kubernetes expect), so the handlers it finds ignore them.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    server.run()
+    server.run(sockets=sockets)
     if not server.started:
         raise SystemExit(EXIT_STARTUP_FAILURE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -54,6 +55,20 @@ def describe_bytes(size: int) -> str:
         if size >= factor:
             return f"{size // factor} {unit}" if size % factor == 0 else f"{size / factor:.1f} {unit}"
     return f"{size} bytes"
+
+
+def cores() -> int:
+    """The cores this process may use: its CPU affinity, and a container's CPU limit, rounded up."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        count = os.cpu_count() or 1
+    # A container's CPU limit (cgroup v2 `cpu.max`: "quota period", or "max" for none).
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, -(-int(quota) // int(period)))
+    return max(1, count)
 
 
 DEFAULT_PORT = 11434
@@ -179,6 +194,12 @@ class Settings(BaseSettings):
         description="Seconds open answers may take to finish when the server is stopped (SIGTERM, Ctrl-C); "
         "keep it below Docker's --stop-timeout or Kubernetes' terminationGracePeriodSeconds",
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        description="Server processes sharing the port; auto: one per core. With several, state is shared through "
+        "the database (--database-url): keep it on",
+    )
     models_ttl: float = Field(60.0, ge=0, description="Seconds the upstream's model list is cached")
     http2: bool = Field(
         False,
@@ -262,6 +283,13 @@ class Settings(BaseSettings):
             if "port" not in self.model_fields_set:
                 self.port = port
         return self
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return cores()
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

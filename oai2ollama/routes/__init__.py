@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..catalog import Catalog
+from ..in_use import ModelsInUse
 from ..translate.dialects import adapt
 from ..translate.models import ModelCard
 from ..translate.overrides import request_timeout
@@ -52,11 +53,19 @@ async def send_upstream(
     # For the request's record (see `records`), also when the upstream cannot be reached.
     request.state.card = card
     request.state.upstream_sent = time.perf_counter()
-    response = await upstreams.send(
-        target, "POST", path, body=body, client_headers=request.headers, request_timeout=timeout
-    )
+    in_use: ModelsInUse = request.app.state.in_use
+    use = in_use.starting(card)  # written to the database now, in the background, for every process's /api/ps
+    try:
+        response = await upstreams.send(
+            target, "POST", path, body=body, client_headers=request.headers, request_timeout=timeout
+        )
+    except BaseException:
+        in_use.failed(use)
+        raise
     if response.ok:
-        request.app.state.in_use.touch(card)
+        in_use.touch(card)
+    else:
+        in_use.failed(use)
     return response
 
 

@@ -60,7 +60,7 @@ async def show(request: Request) -> Response:
 @routes("/api/ps", "GET")
 async def ps(request: Request) -> Response:
     in_use: ModelsInUse = request.app.state.in_use
-    loaded = in_use.loaded()
+    loaded = await in_use.everywhere()
     return json_response({"models": [ps_entry(card, expires) for card, expires in loaded if access.may_use(card)]})
 
 
