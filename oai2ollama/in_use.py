@@ -81,6 +81,7 @@ class ModelsInUse:
         self._task: asyncio.Task[None] | None = None
         self._warned_at = -WARN_EVERY
         self._ready: Callable[[], Awaitable[object]] | None = None
+        self._flushing = asyncio.Lock()
 
     # ---- the request path (never waits)
 
@@ -116,6 +117,15 @@ class ModelsInUse:
         if self._engine is not None:
             self._queue(("forget", names))
 
+    async def unload(self, name: str) -> None:
+        """`forget`, and wait (a second at most) until every process's /api/ps no longer lists it."""
+        self.forget(name)
+        if self._engine is not None and self._task is not None:
+            try:
+                await asyncio.wait_for(self._flush_in_order(), READ_TIMEOUT)
+            except Exception as exc:  # written by the background task once the database is back
+                self._warn("cannot write the models in use", exc)
+
     def local(self) -> list[tuple[ModelCard, float]]:
         """(card, expires) of the models this process used within the window."""
         now = self._clock()
@@ -131,22 +141,32 @@ class ModelsInUse:
     async def everywhere(self) -> list[tuple[ModelCard, float]]:
         """(card, expires) of the models any process used within the window, longest lifetime first:
         the database's rows and this process's own uses (which may not be written yet)."""
-        merged = {card.name.lower(): (card, expires) for card, expires in self.local()}
-        if self._engine is not None:
-            try:
-                rows = await asyncio.wait_for(self._read(), READ_TIMEOUT)
-            except Exception as exc:  # the database is away: this process's own view
-                self._warn("cannot read the models in use", exc)
-                rows = []
-            pending = self._pending_forgets()
-            now = self._clock()
-            for name, card_text, used_at in rows:
-                expires = used_at + self._keep_alive
-                if expires <= now or name in pending or expires <= merged.get(name, (None, 0.0))[1]:
-                    continue
-                with contextlib.suppress(ValueError, TypeError):
-                    merged[name] = (card_from_json(card_text), expires)
-        return _sorted(list(merged.values()))
+        local = self.local()
+        if self._engine is None:
+            return _sorted(local)
+        try:
+            rows = await asyncio.wait_for(self._read(), READ_TIMEOUT)
+        except Exception as exc:  # the database is away: this process's own view
+            self._warn("cannot read the models in use", exc)
+            return _sorted(local)
+        # The database's rows, with this process's uses and unloads not written yet.
+        merged: dict[str, tuple[ModelCard, float]] = {}
+        now = self._clock()
+        for name, card_text, used_at in rows:
+            with contextlib.suppress(ValueError, TypeError):
+                merged[name] = (card_from_json(card_text), used_at + self._keep_alive)
+        for kind, value in self._ops:
+            if kind == "use":
+                name, expires = value.card.name.lower(), value.at + self._keep_alive
+                if expires > merged.get(name, (None, 0.0))[1]:
+                    merged[name] = (value.card, expires)
+            elif kind == "undo":
+                if merged.get(value.card.name.lower(), (None, 0.0))[1] == value.at + self._keep_alive:
+                    del merged[value.card.name.lower()]
+            else:
+                for name in value:
+                    merged.pop(name, None)
+        return _sorted([(card, expires) for card, expires in merged.values() if expires > now])
 
     # ---- sharing through the database
 
@@ -185,9 +205,6 @@ class ModelsInUse:
         if self._wake is not None:
             self._wake.set()
 
-    def _pending_forgets(self) -> set[str]:
-        return {name for kind, names in self._ops if kind == "forget" for name in names}
-
     async def _run(self) -> None:
         assert self._wake is not None
         if self._ready is not None:
@@ -196,11 +213,15 @@ class ModelsInUse:
             await self._wake.wait()
             self._wake.clear()
             try:
-                await self._flush()
+                await self._flush_in_order()
             except Exception as exc:
                 self._warn("cannot write the models in use", exc)
                 await asyncio.sleep(RETRY_SECONDS)
                 self._wake.set()
+
+    async def _flush_in_order(self) -> None:
+        async with self._flushing:  # FIFO: what was queued first commits first
+            await self._flush()
 
     async def _flush(self) -> None:
         """Write what is queued, in order, in one transaction."""

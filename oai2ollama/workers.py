@@ -42,12 +42,19 @@ METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 def run_worker(settings: Settings, sock: socket.socket, options: dict[str, Any]) -> None:
     """One worker process: its own app on the shared socket."""
+    # Told to stop before serving (uvicorn installs its handlers once it runs): nothing is open yet.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop_before_serving)
     from .app import create_app
     from .cli import configure_logging, serve
 
     configure_logging(settings)
     app = create_app(settings)
     serve(app, shutdown_grace=settings.shutdown_grace, sockets=[sock], **options)
+
+
+def _stop_before_serving(_signum: int, _frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def supervise(settings: Settings, options: dict[str, Any]) -> int:
@@ -99,7 +106,8 @@ def supervise(settings: Settings, options: dict[str, Any]) -> int:
                 _forget_metrics(metrics_dir, process.pid)
                 code = process.exitcode or 0
                 if stopping:
-                    if code:  # a negative code: killed by a signal
+                    # Killed by our SIGTERM before it could handle it (still starting): nothing was open.
+                    if code and code != -signal.SIGTERM:
                         status = max(status, code if code > 0 else 1)
                 elif time.monotonic() - started < EARLY_SECONDS:
                     log.error("a worker exited at start-up (status %s): stopping", process.exitcode)

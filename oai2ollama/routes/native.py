@@ -70,7 +70,7 @@ async def _answer(request: Request, kind: Kind) -> Response:
     if _is_load(req, kind):
         unload = _unloads(req.get("keep_alive"))
         if unload:  # `ollama stop`: the model leaves /api/ps at once
-            request.app.state.in_use.forget(card.name)
+            await request.app.state.in_use.unload(card.name)
         return json_response(load_answer(kind, model, unload=unload))
     capabilities = frozenset(card.capabilities)
     req = native_overrides(req, card.options)

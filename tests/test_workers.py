@@ -1,0 +1,149 @@
+"""`--workers N`: N processes on one port, as a user starts them, observed only from outside:
+which processes answered (their Prometheus files), /api/ps, /metrics, the ledger, and stopping."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from oai2ollama.config import Settings, cores
+
+from .servers import BIN, Server, canned_upstream, server_env
+
+CHAT = {"model": "model-a", "messages": [{"role": "user", "content": "hello"}], "stream": False}
+
+
+def children(pid: int) -> set[int]:
+    """The supervisor's worker processes (not multiprocessing's resource tracker)."""
+    found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return {int(child) for child in found if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()}
+
+
+def fresh_get(url: str) -> httpx.Response:
+    with httpx.Client(timeout=10) as client:  # a connection of its own: any worker may take it
+        return client.get(url)
+
+
+def fresh_post(url: str, body: dict) -> httpx.Response:
+    with httpx.Client(timeout=30) as client:
+        return client.post(url, json=body)
+
+
+def test_workers_setting() -> None:
+    assert Settings(workers="auto").workers == cores() >= 1
+    assert Settings(workers="3").workers == 3
+    assert Settings().workers == 1
+
+
+def test_zero_workers_is_refused(tmp_path: Path) -> None:
+    command = [str(BIN / "oai2ollama"), "--base-url", "http://127.0.0.1:9/v1", "--workers", "0"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path, env=server_env())
+    assert done.returncode == 2 and "workers" in done.stderr
+
+
+def test_two_workers_share_one_port_and_look_like_one_server(tmp_path: Path) -> None:
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    database = tmp_path / "ledger.db"
+    env = server_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    with canned_upstream(delay=0.05) as upstream:
+        server = Server(tmp_path, upstream, "--workers", "2", "--database-url", f"sqlite:///{database}", env=env)
+        try:
+            server.wait_ready()
+            workers = children(server.process.pid)
+            assert len(workers) == 2
+            # Both processes answer: requests on connections of their own, many at once.
+            sent = 60
+            with ThreadPoolExecutor(12) as pool:
+                answers = list(pool.map(lambda _: fresh_post(f"{server.url}/api/chat", CHAT), range(sent)))
+            assert [answer.status_code for answer in answers] == [200] * sent
+            answered = {int(m.group(1)) for f in metrics_dir.iterdir() if (m := re.search(r"_(\d+)\.db$", f.name))}
+            assert workers <= answered, (workers, answered)
+
+            # /api/ps lists the model just used whichever process is asked, and `ollama stop` unloads it everywhere.
+            fresh_post(f"{server.url}/api/chat", {**CHAT, "model": "model-b"})
+            for _ in range(12):
+                names = [model["name"] for model in fresh_get(f"{server.url}/api/ps").json()["models"]]
+                assert sorted(names) == ["model-a:latest", "model-b:latest"]
+            stop = fresh_post(f"{server.url}/api/chat", {"model": "model-b", "keep_alive": 0, "messages": []})
+            assert stop.status_code == 200
+            for _ in range(12):
+                names = [model["name"] for model in fresh_get(f"{server.url}/api/ps").json()["models"]]
+                assert names == ["model-a:latest"]
+
+            # /metrics from any process counts every process's requests.
+            for _ in range(6):
+                text = fresh_get(f"{server.url}/metrics").text
+                line = re.search(r'^oai2ollama_requests_total\{route="/api/chat",status="200"\} (\S+)$', text, re.M)
+                assert line is not None and float(line.group(1)) == sent + 2, text
+        finally:
+            status = server.stop()
+    assert status == 0, server.output()
+    # The ledger: every request once, from both processes' writers into one SQLite file.
+    with sqlite3.connect(database) as connection:
+        (rows,) = connection.execute("SELECT count(*) FROM requests WHERE route = '/api/chat'").fetchone()
+    assert rows == sent + 2
+    # The supervisor leaves a directory it was given in place; its own is removed (below).
+    assert metrics_dir.exists()
+
+
+def test_sigterm_lets_open_answers_finish_and_exits_0(tmp_path: Path) -> None:
+    with canned_upstream(delay=1.5) as upstream:
+        server = Server(tmp_path, upstream, "--workers", "2", "--database-url", "none", "--shutdown-grace", "10")
+        try:
+            server.wait_ready()
+            workers = children(server.process.pid)
+            metrics_dirs = {
+                line.split("=", 1)[1]
+                for pid in workers
+                for line in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+                if line.startswith("PROMETHEUS_MULTIPROC_DIR=")
+            }
+            assert len(metrics_dirs) == 1
+            with ThreadPoolExecutor(8) as pool:
+                streams = [
+                    pool.submit(fresh_post, f"{server.url}/api/chat", {**CHAT, "stream": True}) for _ in range(8)
+                ]
+                time.sleep(0.7)  # every request is waiting on the upstream
+                started = time.monotonic()
+                server.process.send_signal(15)
+                answers = [stream.result() for stream in streams]
+            assert [answer.status_code for answer in answers] == [200] * 8
+            assert all('"done":true' in answer.text.replace(" ", "") for answer in answers)
+            assert server.process.wait(30) == 0
+            assert time.monotonic() - started < 10
+        finally:
+            server.stop()
+    output = server.output()
+    assert "without a database" in output  # the warning for --database-url none
+    assert output.count("Application shutdown complete") == 2
+    assert not Path(metrics_dirs.pop()).exists()
+
+
+@pytest.mark.parametrize("signal_number", [2, 15])
+def test_a_worker_killed_is_replaced(tmp_path: Path, signal_number: int) -> None:
+    with canned_upstream() as upstream:
+        server = Server(tmp_path, upstream, "--workers", "2", "--database-url", "none")
+        try:
+            server.wait_ready()
+            before = children(server.process.pid)
+            time.sleep(5.5)  # past the start-up window, where a dying worker stops the server instead
+            victim = min(before)
+            subprocess.run(["kill", "-9", str(victim)], check=True)
+            deadline = time.monotonic() + 30
+            while len(after := children(server.process.pid)) != 2 or victim in after:
+                assert time.monotonic() < deadline, server.output()
+                time.sleep(0.1)
+            assert fresh_get(f"{server.url}/api/version").status_code == 200
+            server.process.send_signal(signal_number)
+            assert server.process.wait(30) == 0
+        finally:
+            server.stop()
+    assert "starting another" in server.output()
