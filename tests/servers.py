@@ -183,7 +183,9 @@ http {{
             proxy_set_header Connection "";
             proxy_set_header Host $host;
             proxy_buffering off;
-            proxy_next_upstream error timeout;
+            # A replica that is stopping refuses or resets connections it never read a request from:
+            # safe to retry, POST included.
+            proxy_next_upstream error timeout non_idempotent;
             proxy_next_upstream_tries 0;
             proxy_connect_timeout 2s;
         }}
