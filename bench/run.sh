@@ -179,6 +179,63 @@ for s in "${SCENARIOS[@]}"; do  # the upstream must return each file verbatim
     done
 done
 
+# ---------------------------------------------------------------- workers rows
+# --workers 1 against --workers 2, both running side by side and loaded in turn (A B B A …), so that
+# a drift in the machine's load favours neither; medians to bench/results-workers.md. wrk, the
+# canned upstream and the proxy share the machine's cores. BENCH_WORKERS_ROUNDS=0 skips them;
+# BENCH_WORKERS_ONLY=1 runs only them; BENCH_WORKERS_ARGS adds proxy flags (e.g. --database-url none).
+WORKERS_ROUNDS=${BENCH_WORKERS_ROUNDS:-3}
+[[ $WORKERS_ROUNDS =~ ^[0-9]+$ ]] || die "BENCH_WORKERS_ROUNDS must be a whole number"
+WORKERS_PIDS=()
+start_workers() {  # start_workers SCENARIO N: a proxy with N workers; its URL in WX, its pid in WORKERS_PIDS
+    local port cmd
+    read -r -a cmd <<<"$PROXY_CMD"
+    port=$(free_port $((18500 + 20 * $2)))
+    WX="http://127.0.0.1:$port"
+    read -r -a extra <<<"${BENCH_WORKERS_ARGS:-}"
+    cmd+=(--base-url "$UP/$1/v1" --api-key bench-key --host 127.0.0.1 --port "$port" --log-level warning
+        --workers "$2" "${extra[@]}")
+    env -u http_proxy -u https_proxy -u all_proxy -u HTTP_PROXY -u HTTPS_PROXY -u ALL_PROXY \
+        NO_PROXY=127.0.0.1,localhost XDG_DATA_HOME="$TMP/data-$port" \
+        setsid "${cmd[@]}" >"$TMP/workers-$1-$2.log" 2>&1 &
+    WORKERS_PIDS+=($!)
+    wait_http "$WX/api/version" "$!" "$START_TIMEOUT" || die "proxy with $2 workers did not start: $(tail -n 20 "$TMP/workers-$1-$2.log")"
+}
+stop_workers() {
+    local pid
+    for pid in "${WORKERS_PIDS[@]}"; do stop_pid "$pid"; done
+    WORKERS_PIDS=()
+}
+trap 'stop_workers; cleanup' EXIT
+workers_pair() {  # workers_pair ROW SCENARIO PATH SCRIPT
+    local row=$1 path=$3 script=$4 round n one two first second
+    start_workers "$2" 1
+    one=$WX
+    start_workers "$2" 2
+    two=$WX
+    wrk_run /dev/null -t2 -c32 -d"${WARMUP}s" -s "$BENCH_DIR/$script" "$one$path"
+    wrk_run /dev/null -t2 -c32 -d"${WARMUP}s" -s "$BENCH_DIR/$script" "$two$path"
+    for ((round = 1; round <= WORKERS_ROUNDS; round++)); do
+        first=1 second=2
+        ((round % 2)) || first=2 second=1
+        for n in $first $second; do
+            url=$one
+            ((n == 1)) || url=$two
+            log ">> workers $n, $row, round $round"
+            wrk_run "$RAW/workers-$n-$row.$round.c32.txt" -t2 -c32 -d"${DURATION}s" --timeout "$WRK_TIMEOUT" \
+                -s "$BENCH_DIR/$script" "$url$path"
+        done
+    done
+    stop_workers
+}
+if ((WORKERS_ROUNDS > 0)); then
+    workers_pair v1-json json /v1/chat/completions chat.lua
+    workers_pair api-sse10 sse10 /api/chat api_chat.lua
+    "$PY" "$BENCH_DIR/workers_report.py" "$RAW" "$BENCH_DIR/results-workers.md" \
+        "BENCH_DURATION=$DURATION BENCH_WORKERS_ROUNDS=$WORKERS_ROUNDS bash bench/run.sh"
+fi
+[[ -z ${BENCH_WORKERS_ONLY:-} ]] || exit 0
+
 # ---------------------------------------------------------------- direct rows
 for s in "${SCENARIOS[@]}"; do
     [[ -z $ONLY ]] || break

@@ -1,4 +1,4 @@
-"""Soak test: many concurrent streaming /api/chat requests through one oai2ollama process.
+"""Soak test: many concurrent streaming /api/chat requests through oai2ollama (one process, or --workers N).
 
     .venv/bin/python bench/soak.py                       # 1,000 streams at once, for 60 s
     .venv/bin/python bench/soak.py --concurrency 200 --duration 20 --json out.json
@@ -17,8 +17,9 @@ request sent, none lost and none twice. `--database-url none` runs without a led
 
 Reported: errors (must be 0), streams completed and complete, the ledger's rows against the
 requests sent, wall time, time to first line and per-stream duration (p50/p99), and the proxy's
-peak RSS (VmHWM) and CPU time. The exit status is 0 only with no errors and every request in the
-ledger. Everything started here is stopped on exit, Ctrl-C included.
+peak RSS (VmHWM) and CPU time, summed over its processes with --workers. The exit status is 0
+only with no errors and every request in the ledger. Everything started here is stopped on exit,
+Ctrl-C included.
 """
 
 from __future__ import annotations
@@ -194,6 +195,22 @@ def proc_status(pid: int) -> dict[str, int]:
     return values
 
 
+def group_status(leader: int) -> dict[str, int]:
+    """`proc_status` summed over the proxy's process group: its workers too, with `--workers`."""
+    total: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) != leader:
+                continue
+            if b"resource_tracker" in (entry / "cmdline").read_bytes():
+                continue  # multiprocessing's helper, not a server process
+            for name, value in proc_status(int(entry.name)).items():
+                total[name] = total.get(name, 0) + value
+    return total
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -258,21 +275,21 @@ def start_upstream(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], s
 def start_proxy(args: argparse.Namespace, upstream_url: str) -> tuple[subprocess.Popen[bytes], list[str], str]:
     port = free_port()
     command = [args.proxy, "--base-url", upstream_url, "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--log-level", "warning", "--database-url", args.database_url]
+    command += ["--log-level", "warning", "--database-url", args.database_url, "--workers", str(args.workers)]
     proxy = subprocess.Popen(command, start_new_session=True, env={**os.environ, "OPENAI_API_KEY": "sk-soak"})
     return proxy, command, f"http://127.0.0.1:{port}"
 
 
 async def soak(args: argparse.Namespace, proxy: subprocess.Popen[bytes], url: str) -> dict[str, Any]:
     await wait_ready(url, proxy)
-    idle = proc_status(proxy.pid)
+    idle = group_status(proxy.pid)
     began = time.perf_counter()
     bound = args.duration + args.stream_timeout + 60
     tally = await asyncio.wait_for(
         load(url, args.concurrency, args.duration, args.chunks, args.stream_timeout, args.agent), bound
     )
     wall = time.perf_counter() - began
-    busy = proc_status(proxy.pid)
+    busy = group_status(proxy.pid)
     if proxy.poll() is not None:
         tally.errors[f"the proxy exited with status {proxy.returncode}"] += 1
     ticks = os.sysconf("SC_CLK_TCK")
@@ -356,6 +373,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20, help="chunks per second per stream (default 20)")
     parser.add_argument("--stream-timeout", type=float, default=60, help="seconds one stream may take (default 60)")
     parser.add_argument("--proxy", default=str(REPO / ".venv" / "bin" / "oai2ollama"), help="the proxy command")
+    parser.add_argument("--workers", type=int, default=1, help="the proxy's --workers (default 1)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument(
         "--database-url", help="the proxy's ledger (default: a SQLite file in a temporary directory; none: no ledger)"

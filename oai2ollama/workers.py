@@ -1,10 +1,10 @@
 """Several server processes on one port (`--workers N`): a small supervisor.
 
-The supervisor binds the listening socket once and starts N worker processes (multiprocessing's
-`spawn`: fresh interpreters, nothing inherited but the socket and the environment). Each worker
-receives the parsed `Settings` through multiprocessing's pipe, never on a command line, builds its
-own app with `create_app` and serves the shared socket with the same graceful shutdown as a single
-process (`cli.serve`); the kernel hands each new connection to one of them.
+The supervisor holds the port and starts N worker processes (multiprocessing's `spawn`: fresh
+interpreters, nothing inherited but the environment). Each worker receives the parsed `Settings`
+through multiprocessing's pipe, never on a command line, listens on the port with a socket of its
+own (SO_REUSEPORT: the kernel spreads new connections evenly among the workers), builds its own app
+with `create_app` and serves it with the same graceful shutdown as a single process (`cli.serve`).
 
 - **Stopping**: SIGTERM or SIGINT to the supervisor is passed to every worker as SIGTERM; each stops
   accepting, gives open answers `--shutdown-grace` seconds, ends the rest with a last error line and
@@ -36,12 +36,32 @@ from .config import Settings
 log = logging.getLogger("oai2ollama")
 
 EARLY_SECONDS = 5.0
+BACKLOG = 2048  # uvicorn's default
 EXIT_STARTUP_FAILURE = 3
 METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def run_worker(settings: Settings, sock: socket.socket, options: dict[str, Any]) -> None:
-    """One worker process: its own app on the shared socket."""
+def listening_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
+    """A socket on `host:port` with SO_REUSEPORT: every worker listens on one of its own, and the kernel
+    spreads new connections evenly among them. (One socket shared by all would let whichever worker
+    wakes first accept a whole burst of connections, and keep-alive clients would stay on it: with
+    wrk's 32 connections, all 32 went to one worker.)"""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn binds
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        if listen:
+            sock.listen(BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def run_worker(settings: Settings, options: dict[str, Any]) -> None:
+    """One worker process: its own app on its own socket."""
     # Told to stop before serving (uvicorn installs its handlers once it runs): nothing is open yet.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop_before_serving)
@@ -49,6 +69,7 @@ def run_worker(settings: Settings, sock: socket.socket, options: dict[str, Any])
     from .cli import configure_logging, serve
 
     configure_logging(settings)
+    sock = listening_socket(settings.host, settings.port)
     app = create_app(settings)
     serve(app, shutdown_grace=settings.shutdown_grace, sockets=[sock], **options)
 
@@ -59,12 +80,12 @@ def _stop_before_serving(_signum: int, _frame: Any) -> None:
 
 def supervise(settings: Settings, options: dict[str, Any]) -> int:
     """Run `settings.workers` workers until told to stop; the exit status."""
-    import uvicorn
-
-    config = uvicorn.Config("oai2ollama.app:create_app", host=settings.host, port=settings.port, log_config=None)
     try:
-        sock = config.bind_socket()  # logs why and exits 1 when the port is taken
-    except SystemExit:
+        # Bound, never listening (so no connection waits on it): a port another program holds stops
+        # us here, with one line, and no other program can take the port while the workers run.
+        sock = listening_socket(settings.host, settings.port, listen=False)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc.strerror or exc)
         return EXIT_STARTUP_FAILURE
     own_metrics_dir = not os.environ.get(METRICS_DIR)
     if own_metrics_dir:
@@ -76,7 +97,7 @@ def supervise(settings: Settings, options: dict[str, Any]) -> int:
     status = 0
 
     def start() -> None:
-        process = context.Process(target=run_worker, args=(settings, sock, options), name="oai2ollama worker")
+        process = context.Process(target=run_worker, args=(settings, options), name="oai2ollama worker")
         process.start()
         workers[process.sentinel] = (process, time.monotonic())
 

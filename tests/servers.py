@@ -25,6 +25,11 @@ from .fakes import closed_port
 
 BIN = Path(sys.executable).parent
 MODELS = ("model-a", "model-b")
+RECEIVED: dict[str, list[int]] = {}  # chat requests each canned upstream (by base URL) has received
+
+
+def received(upstream: str) -> int:
+    return RECEIVED[upstream][0]
 
 
 class _Upstream(BaseHTTPRequestHandler):
@@ -56,6 +61,8 @@ class _Upstream(BaseHTTPRequestHandler):
         if body.get("model") not in MODELS:
             self._send(404, json.dumps({"error": {"message": f"model {body.get('model')!r} not found"}}).encode())
             return
+        with self.lock:
+            self.received[0] += 1
         if self.delay:
             time.sleep(self.delay)
         usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
@@ -82,14 +89,17 @@ class _Upstream(BaseHTTPRequestHandler):
 @contextmanager
 def canned_upstream(delay: float = 0.0) -> Iterator[str]:
     """An OpenAI-compatible upstream serving `MODELS` on a free loopback port; its base URL."""
-    handler = type("Upstream", (_Upstream,), {"delay": delay})
+    handler = type("Upstream", (_Upstream,), {"delay": delay, "received": [0], "lock": threading.Lock()})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    RECEIVED[url] = handler.received
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+        yield url
     finally:
+        RECEIVED.pop(url, None)
         server.shutdown()
         server.server_close()
 

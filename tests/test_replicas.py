@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from .databases import PostgresServer
-from .servers import BIN, Server, canned_upstream, nginx, nginx_binary, server_env
+from .servers import BIN, Server, canned_upstream, nginx, server_env
 
 CHAT = {"model": "model-a", "messages": [{"role": "user", "content": "hello"}], "stream": False}
 
@@ -34,7 +34,6 @@ def upstream() -> Iterator[str]:
 
 @pytest.fixture
 def replicas(tmp_path: Path, database: str, upstream: str) -> Iterator[tuple[Server, Server]]:
-    nginx_binary()  # skip (or fail in CI) before starting anything
     first = Server(tmp_path, upstream, "--database-url", database, "--shutdown-grace", "10")
     second = Server(tmp_path, upstream, "--database-url", database, "--shutdown-grace", "10")
     try:

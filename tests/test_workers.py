@@ -4,6 +4,7 @@ which processes answered (their Prometheus files), /api/ps, /metrics, the ledger
 from __future__ import annotations
 
 import re
+import socket
 import sqlite3
 import subprocess
 import time
@@ -15,7 +16,7 @@ import pytest
 
 from oai2ollama.config import Settings, cores
 
-from .servers import BIN, Server, canned_upstream, server_env
+from .servers import BIN, Server, canned_upstream, received, server_env
 
 CHAT = {"model": "model-a", "messages": [{"role": "user", "content": "hello"}], "stream": False}
 
@@ -95,7 +96,7 @@ def test_two_workers_share_one_port_and_look_like_one_server(tmp_path: Path) -> 
 
 
 def test_sigterm_lets_open_answers_finish_and_exits_0(tmp_path: Path) -> None:
-    with canned_upstream(delay=1.5) as upstream:
+    with canned_upstream(delay=2) as upstream:
         server = Server(tmp_path, upstream, "--workers", "2", "--database-url", "none", "--shutdown-grace", "10")
         try:
             server.wait_ready()
@@ -111,7 +112,10 @@ def test_sigterm_lets_open_answers_finish_and_exits_0(tmp_path: Path) -> None:
                 streams = [
                     pool.submit(fresh_post, f"{server.url}/api/chat", {**CHAT, "stream": True}) for _ in range(8)
                 ]
-                time.sleep(0.7)  # every request is waiting on the upstream
+                deadline = time.monotonic() + 20
+                while received(upstream) < 8:  # every request is waiting on the upstream
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
                 started = time.monotonic()
                 server.process.send_signal(15)
                 answers = [stream.result() for stream in streams]
@@ -147,3 +151,15 @@ def test_a_worker_killed_is_replaced(tmp_path: Path, signal_number: int) -> None
         finally:
             server.stop()
     assert "starting another" in server.output()
+
+
+def test_a_port_in_use_stops_the_supervisor_at_once(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [str(BIN / "oai2ollama"), "--base-url", "http://127.0.0.1:9/v1", "--host", "127.0.0.1"]
+        command += ["--port", str(port), "--workers", "2", "--database-url", "none"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path, env=server_env())
+    assert done.returncode == 3
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
