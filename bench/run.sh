@@ -207,8 +207,16 @@ stop_workers() {
     WORKERS_PIDS=()
 }
 trap 'stop_workers; cleanup' EXIT
+group_ticks() {  # group_ticks PID: CPU clock ticks (user + system) of PID's process group
+    local p total=0 fields
+    for p in $(pgrep -g "$1"); do
+        read -r -a fields < <(cut -d')' -f2 "/proc/$p/stat" 2>/dev/null) || continue
+        total=$((total + fields[11] + fields[12]))
+    done
+    echo "$total"
+}
 workers_pair() {  # workers_pair ROW SCENARIO PATH SCRIPT
-    local row=$1 path=$3 script=$4 round n one two first second
+    local row=$1 path=$3 script=$4 round n one two first second pid ticks
     start_workers "$2" 1
     one=$WX
     start_workers "$2" 2
@@ -222,8 +230,11 @@ workers_pair() {  # workers_pair ROW SCENARIO PATH SCRIPT
             url=$one
             ((n == 1)) || url=$two
             log ">> workers $n, $row, round $round"
+            pid=${WORKERS_PIDS[n - 1]}
+            ticks=$(group_ticks "$pid")
             wrk_run "$RAW/workers-$n-$row.$round.c32.txt" -t2 -c32 -d"${DURATION}s" --timeout "$WRK_TIMEOUT" \
                 -s "$BENCH_DIR/$script" "$url$path"
+            echo "$(($(group_ticks "$pid") - ticks)) $(getconf CLK_TCK)" >"$RAW/workers-$n-$row.$round.cpu"
         done
     done
     stop_workers

@@ -26,6 +26,21 @@ def rate(path: Path) -> tuple[float | None, int]:
     return (float(found.group(1)) if found else None), errors + (int(non_2xx.group(1)) if non_2xx else 0)
 
 
+def cpu_per_request(wrk_output: Path, rate: float) -> list[float]:
+    """The proxy's CPU milliseconds per request in one run (its .cpu file: ticks, ticks per second)."""
+    path = wrk_output.with_name(wrk_output.name.replace(".c32.txt", ".cpu"))
+    duration = re.search(r"requests in ([\d.]+)(ms|s|m)", wrk_output.read_text(errors="replace"))
+    if not path.exists() or duration is None or rate <= 0:
+        return []
+    ticks, per_second = (int(part) for part in path.read_text().split())
+    seconds = float(duration.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0}[duration.group(2)]
+    return [1000 * ticks / per_second / (rate * seconds)]
+
+
+def median(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f}" if values else "—"
+
+
 def main(raw: Path, results: Path, command: str) -> None:
     lines = [
         "# Workers: --workers 1 against --workers 2",
@@ -34,11 +49,16 @@ def main(raw: Path, results: Path, command: str) -> None:
         "are loaded in turn (A B, then B A), wrk -t2 -c32; wrk, the canned upstream (nginx) and the proxy share",
         "the machine's cores, so the second worker competes with the load generator for them.",
         "",
-        "| row | req/s, 1 worker (rounds) | req/s, 2 workers (rounds) | median 1 | median 2 | 2 / 1 | errors |",
-        "|---|---|---|---|---|---|---|",
+        "The proxy's CPU time per request (all its processes, user + system) is less disturbed by other load on",
+        "the machine than req/s: 1,000 / (CPU ms per request) is what one core can serve.",
+        "",
+        "| row | req/s, 1 worker (rounds) | req/s, 2 workers (rounds) | median 1 | median 2 | 2 / 1 "
+        "| CPU ms/request, 1 / 2 | errors |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key, label in ROWS.items():
         runs: dict[int, list[float]] = {1: [], 2: []}
+        cpu: dict[int, list[float]] = {1: [], 2: []}
         errors = 0
         for workers in (1, 2):
             for path in sorted(raw.glob(f"workers-{workers}-{key}.*.c32.txt")):
@@ -46,12 +66,13 @@ def main(raw: Path, results: Path, command: str) -> None:
                 errors += failed
                 if value is not None:
                     runs[workers].append(value)
+                    cpu[workers].extend(cpu_per_request(path, value))
         if not runs[1] or not runs[2]:
             continue
         one, two = statistics.median(runs[1]), statistics.median(runs[2])
         lines.append(
             f"| {label} | {', '.join(f'{v:.0f}' for v in runs[1])} | {', '.join(f'{v:.0f}' for v in runs[2])} "
-            f"| {one:.0f} | {two:.0f} | {two / one:.2f}× | {errors} |"
+            f"| {one:.0f} | {two:.0f} | {two / one:.2f}× | {median(cpu[1])} / {median(cpu[2])} | {errors} |"
         )
     text = "\n".join(lines) + "\n"
     results.write_text(text)

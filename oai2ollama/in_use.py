@@ -122,7 +122,7 @@ class ModelsInUse:
         self.forget(name)
         if self._engine is not None and self._task is not None:
             try:
-                await asyncio.wait_for(self._flush_in_order(), READ_TIMEOUT)
+                await asyncio.wait_for(self.flush(), READ_TIMEOUT)
             except Exception as exc:  # written by the background task once the database is back
                 self._warn("cannot write the models in use", exc)
 
@@ -213,13 +213,14 @@ class ModelsInUse:
             await self._wake.wait()
             self._wake.clear()
             try:
-                await self._flush_in_order()
+                await self.flush()
             except Exception as exc:
                 self._warn("cannot write the models in use", exc)
                 await asyncio.sleep(RETRY_SECONDS)
                 self._wake.set()
 
-    async def _flush_in_order(self) -> None:
+    async def flush(self) -> None:
+        """Write what is queued, after any write under way: once it returns, every process sees it."""
         async with self._flushing:  # FIFO: what was queued first commits first
             await self._flush()
 

@@ -3,11 +3,13 @@ which processes answered (their Prometheus files), /api/ps, /metrics, the ledger
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import sqlite3
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,6 +17,10 @@ import httpx
 import pytest
 
 from oai2ollama.config import Settings, cores
+from oai2ollama.in_use import ModelsInUse
+from oai2ollama.ledger.database import migrate, open_engine, resolve_url
+from oai2ollama.shared_state import SharedState
+from oai2ollama.translate.models import ModelCard
 
 from .servers import BIN, Server, canned_upstream, received, server_env
 
@@ -163,3 +169,84 @@ def test_a_port_in_use_stops_the_supervisor_at_once(tmp_path: Path) -> None:
         done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path, env=server_env())
     assert done.returncode == 3
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
+
+
+# ---- the shared /api/ps, in process: two views on one database, as two processes have ----------
+
+
+@pytest.fixture
+async def views(database_url: str) -> AsyncIterator[tuple[ModelsInUse, ModelsInUse, SharedState]]:
+    resolved = resolve_url(database_url)
+    assert resolved is not None
+    first_engine, second_engine = open_engine(resolved), open_engine(resolved)
+    await migrate(first_engine)
+    first, second = ModelsInUse(), ModelsInUse()
+    shared = [SharedState(first_engine), SharedState(second_engine)]
+    for view, engine, state in zip((first, second), (first_engine, second_engine), shared, strict=True):
+        view.share(engine, state, ready=lambda: asyncio.sleep(0))
+        await view.start()
+    try:
+        yield first, second, shared[1]
+    finally:
+        for view in (first, second):
+            await view.aclose()
+        await first_engine.dispose()
+        await second_engine.dispose()
+
+
+async def written(view: ModelsInUse) -> None:
+    await asyncio.wait_for(view.flush(), 10)  # what the background writer would commit within milliseconds
+
+
+@pytest.mark.anyio
+async def test_a_use_anywhere_is_listed_everywhere_and_a_refused_one_is_taken_back(
+    views: tuple[ModelsInUse, ModelsInUse, SharedState],
+) -> None:
+    first, second, _ = views
+    card = ModelCard(name="model-a:latest", upstream_id="model-a")
+    first.touch(card)
+    use = first.starting(card)
+    # Not written yet: the process that used it lists it, from its queue.
+    assert [c.name for c, _ in await first.everywhere()] == ["model-a:latest"]
+    await written(first)
+    [(listed, expires)] = await second.everywhere()
+    assert listed == card and expires == pytest.approx(use.at + 300)
+    # Used again through the second, whose request the upstream refuses: the first use stays.
+    other = second.starting(card)
+    second.failed(other)
+    await written(second)
+    [(_, still)] = await first.everywhere()
+    assert still == pytest.approx(use.at + 300)
+    # A model only ever refused leaves nothing.
+    typo = ModelCard(name="no-such:latest", upstream_id="no-such")
+    second.failed(second.starting(typo))
+    await written(second)
+    assert [c.name for c, _ in await first.everywhere()] == ["model-a:latest"]
+
+
+@pytest.mark.anyio
+async def test_an_unload_anywhere_is_seen_everywhere_and_a_later_use_is_written_again(
+    views: tuple[ModelsInUse, ModelsInUse, SharedState],
+) -> None:
+    first, second, second_state = views
+    card = ModelCard(name="model-a:latest", upstream_id="model-a")
+    assert second.starting(card) is not None
+    await written(second)
+    assert second.starting(card) is None  # written this second already
+    await first.unload("model-a")  # `ollama stop model-a`, through the other process
+    assert await first.everywhere() == [] and await second.everywhere() == []
+    await second_state.poll()  # the second learns of the unload
+    assert second.starting(card) is not None
+    await written(second)
+    assert [c.name for c, _ in await first.everywhere()] == ["model-a:latest"]
+
+
+@pytest.mark.anyio
+async def test_without_the_database_each_process_lists_its_own(tmp_path: Path) -> None:
+    engine = open_engine(resolve_url(f"sqlite:///{tmp_path / 'missing' / 'ledger.db'}"))  # never migrated
+    view = ModelsInUse()
+    view.share(engine, SharedState(engine), ready=lambda: asyncio.sleep(0))
+    card = ModelCard(name="model-a:latest", upstream_id="model-a")
+    view.touch(card)
+    assert [c.name for c, _ in await view.everywhere()] == ["model-a:latest"]
+    await engine.dispose()
