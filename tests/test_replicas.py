@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -119,3 +119,38 @@ def test_stopping_a_replica_mid_load_loses_no_request(replicas: tuple[Server, Se
     assert before > 0 and statuses["ok"] > before
     assert set(statuses) == {"ok"}, statuses
     assert second.process.poll() is None
+
+
+def keys_cli(database: str, *args: str) -> str:
+    command = [str(BIN / "oai2ollama"), "keys", *args, "--database-url", database]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, env=server_env())
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def tags_status(server: Server, key: str | None) -> int:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.get(f"{server.url}/api/tags", headers=headers, timeout=10).status_code
+
+
+def within(seconds: float, condition: Callable[[], bool]) -> float:
+    """How long `condition` took to hold, failing after `seconds`."""
+    began = time.monotonic()
+    while not condition():
+        assert time.monotonic() - began < seconds, f"not within {seconds} s"
+        time.sleep(0.05)
+    return time.monotonic() - began
+
+
+def test_a_key_added_and_revoked_through_the_cli_is_seen_by_both_within_2_s(
+    replicas: tuple[Server, Server], database: str
+) -> None:
+    first, second = replicas
+    assert tags_status(first, None) == tags_status(second, None) == 200  # no key anywhere yet
+    key = keys_cli(database, "add", "alice").strip().splitlines()[-1]
+    for server in (first, second):
+        within(2, lambda server=server: tags_status(server, key) == 200 and tags_status(server, None) == 401)
+    assert tags_status(first, "sk-not-a-key") == tags_status(second, "sk-not-a-key") == 401
+    keys_cli(database, "revoke", "alice")
+    for server in (first, second):
+        within(2, lambda server=server: tags_status(server, key) in (401, 403))

@@ -250,3 +250,35 @@ async def test_without_the_database_each_process_lists_its_own(tmp_path: Path) -
     view.touch(card)
     assert [c.name for c, _ in await view.everywhere()] == ["model-a:latest"]
     await engine.dispose()
+
+
+def test_runtime_keys_hold_in_every_worker(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with canned_upstream() as upstream:
+        server = Server(tmp_path, upstream, "--workers", "2", "--database-url", database)
+        try:
+            server.wait_ready()
+            command = [str(BIN / "oai2ollama"), "keys", "add", "alice", "--database-url", database]
+            added = subprocess.run(command, capture_output=True, text=True, timeout=60, env=server_env())
+            assert added.returncode == 0, added.stderr
+            key = added.stdout.strip().splitlines()[-1]
+            time.sleep(2)  # each worker polls the database every second
+
+            def statuses(key: str | None) -> set[int]:
+                headers = {"Authorization": f"Bearer {key}"} if key else {}
+                with ThreadPoolExecutor(6) as pool:  # connections of their own: both workers are asked
+                    answers = pool.map(lambda _: fresh_get_with(f"{server.url}/api/tags", headers), range(12))
+                    return {answer.status_code for answer in answers}
+
+            assert statuses(key) == {200} and statuses(None) == {401}
+            command[2] = "revoke"
+            assert subprocess.run(command, capture_output=True, timeout=60, env=server_env()).returncode == 0
+            time.sleep(2)
+            assert statuses(key) <= {401, 403}
+        finally:
+            assert server.stop() == 0
+
+
+def fresh_get_with(url: str, headers: dict[str, str]) -> httpx.Response:
+    with httpx.Client(timeout=10) as client:
+        return client.get(url, headers=headers)
