@@ -57,7 +57,8 @@ _CARD_FIELDS = tuple(field.name for field in dataclasses.fields(ModelCard) if fi
 
 
 def card_json(card: ModelCard) -> str:
-    return json.dumps({name: getattr(card, name) for name in _CARD_FIELDS}, default=list)
+    # default=str: an option the TOML file gave as a date (or anything else JSON lacks) never stops the writer.
+    return json.dumps({name: getattr(card, name) for name in _CARD_FIELDS}, default=str)
 
 
 def card_from_json(text: str) -> ModelCard:
