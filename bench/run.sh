@@ -243,7 +243,7 @@ if ((WORKERS_ROUNDS > 0)); then
     workers_pair v1-json json /v1/chat/completions chat.lua
     workers_pair api-sse10 sse10 /api/chat api_chat.lua
     "$PY" "$BENCH_DIR/workers_report.py" "$RAW" "$BENCH_DIR/results-workers.md" \
-        "BENCH_DURATION=$DURATION BENCH_WORKERS_ROUNDS=$WORKERS_ROUNDS bash bench/run.sh"
+        "${BENCH_WORKERS_ONLY:+BENCH_WORKERS_ONLY=1 }BENCH_DURATION=$DURATION BENCH_WORKERS_ROUNDS=$WORKERS_ROUNDS bash bench/run.sh"
 fi
 [[ -z ${BENCH_WORKERS_ONLY:-} ]] || exit 0
 
