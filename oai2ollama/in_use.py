@@ -77,6 +77,7 @@ class ModelsInUse:
         # Shared through a database (`share`):
         self._engine: AsyncEngine | None = None
         self._ops: list[tuple[str, Any]] = []  # ("use", Use) | ("undo", Use) | ("forget", names)
+        self._writing: list[tuple[str, Any]] = []  # the ops of the transaction under way
         self._written: dict[str, float] = {}  # name → the last use this process wrote
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -145,6 +146,8 @@ class ModelsInUse:
         local = self.local()
         if self._engine is None:
             return _sorted(local)
+        # Taken before the read: what commits while it runs is in one or the other.
+        pending = [*self._writing, *self._ops]  # being written, then waiting
         try:
             rows = await asyncio.wait_for(self._read(), READ_TIMEOUT)
         except Exception as exc:  # the database is away: this process's own view
@@ -156,7 +159,7 @@ class ModelsInUse:
         for name, card_text, used_at in rows:
             with contextlib.suppress(ValueError, TypeError):
                 merged[name] = (card_from_json(card_text), used_at + self._keep_alive)
-        for kind, value in self._ops:
+        for kind, value in pending:
             if kind == "use":
                 name, expires = value.card.name.lower(), value.at + self._keep_alive
                 if expires > merged.get(name, (None, 0.0))[1]:
@@ -236,6 +239,7 @@ class ModelsInUse:
         ops, self._ops = self._ops, []
         if not ops:
             return
+        self._writing = ops  # still listed by `everywhere` until committed
         table = tables.models_in_use
         try:
             async with self._engine.begin() as connection:
@@ -253,6 +257,8 @@ class ModelsInUse:
         except BaseException:
             self._ops[:0] = ops  # again at the next try, in the same order
             raise
+        finally:
+            self._writing = []
 
     async def _write(self, connection: AsyncConnection, use: Use) -> None:
         import sqlalchemy as sa
