@@ -47,8 +47,12 @@ def listening_socket(host: str, port: int, *, listen: bool = True) -> socket.soc
     wakes first accept a whole burst of connections, and keep-alive clients would stay on it: with
     wrk's 32 connections, all 32 went to one worker.)"""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn binds
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, not 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on accepted
+    # sockets whose protocol says TCP, and accepted sockets take the listener's. With 0, every
+    # keep-alive answer waited ~40 ms for the client's delayed ACK (two workers served a third of one).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted sockets on Linux
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))

@@ -284,3 +284,21 @@ def test_runtime_keys_hold_in_every_worker(tmp_path: Path) -> None:
 def fresh_get_with(url: str, headers: dict[str, str]) -> httpx.Response:
     with httpx.Client(timeout=10) as client:
         return client.get(url, headers=headers)
+
+
+def test_a_workers_connections_send_without_waiting_for_acks() -> None:
+    """Nagle's algorithm off on every accepted connection: with it on, each keep-alive answer waited
+    for the client's delayed ACK (~40 ms), and two workers served a third of what one did."""
+    import socket
+
+    from oai2ollama.workers import listening_socket
+
+    server = listening_socket("127.0.0.1", 0)
+    try:
+        with socket.create_connection(server.getsockname()[:2]):
+            accepted, _ = server.accept()
+            with accepted:
+                assert accepted.proto == socket.IPPROTO_TCP, "asyncio sets TCP_NODELAY only on sockets that say TCP"
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        server.close()
