@@ -330,6 +330,11 @@ def login(client: httpx.Client, token: str) -> None:
     """Log in through the login form as a browser does: its hidden fields (the CSRF token) kept,
     the token typed into its one visible field."""
     page = client.get("/admin/login")
+    for _ in range(120):  # 503 while the server migrates a ledger made by an older schema
+        if page.status_code != 503:
+            break
+        time.sleep(0.5)
+        page = client.get("/admin/login")
     page.raise_for_status()
     form = re.search(r"<form\b[^>]*>(.*?)</form>", page.text, re.S | re.I)
     if form is None:
