@@ -297,9 +297,10 @@ class ModelsInUse:
         now = time.monotonic()
         if now - self._warned_at >= WARN_EVERY:
             self._warned_at = now
-            text = (str(getattr(exc, "orig", None) or exc).splitlines() or [""])[0] or type(exc).__name__
-            password = self._engine.url.password if self._engine is not None else None
-            log.warning("%s: %s", what, text.replace(str(password), "***") if password else text)
+            if self._engine is not None:
+                from .ledger.database import described  # SQLAlchemy only where there is a database
+
+                log.warning("%s: %s", what, described(exc, self._engine.url))
 
 
 async def _undo(connection: AsyncConnection, use: Use) -> None:

@@ -114,17 +114,11 @@ def main(argv: Sequence[str]) -> None:
 
 
 def _database(flag: str | None) -> URL:
-    from .ledger.database import resolve_url
+    from .ledger.database import command_database
 
     setting = flag if flag is not None else DatabaseSetting().database_url  # type: ignore[call-arg]
     text = setting.get_secret_value() if isinstance(setting, SecretStr) else setting
-    try:
-        url = resolve_url(text)
-    except ValueError as exc:
-        _fail(f"database-url: {exc}")
-    if url is None:
-        _fail("runtime keys live in the database, and it is off (database-url is none)")
-    return url
+    return command_database(text, "runtime keys live in the database, and it is off (database-url is none)")
 
 
 async def _add(connection: AsyncConnection, args: argparse.Namespace, expires: datetime | None, now: datetime) -> str:
@@ -155,7 +149,7 @@ async def _list(connection: AsyncConnection) -> list[tuple[StoredKey, KeyUsage]]
 
 def _run(url: URL, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
     from .key_store import KeyStoreError
-    from .ledger.database import shown
+    from .ledger.database import described, shown
 
     try:
         return asyncio.run(_in_transaction(url, work))
@@ -163,8 +157,7 @@ def _run(url: URL, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         print(f"oai2ollama: error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_REFUSED) from None
     except Exception as exc:  # the database cannot be reached or written: one line, no traceback
-        text = (str(getattr(exc, "orig", None) or exc) or type(exc).__name__).splitlines()[0]
-        _fail(f"cannot use the database at {shown(url)}: {text.replace(url.password, '***') if url.password else text}")
+        _fail(f"cannot use the database at {shown(url)}: {described(exc, url)}")
 
 
 async def _in_transaction(url: URL, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:

@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .ledger import tables
+from .ledger.database import described
 
 log = logging.getLogger("oai2ollama.shared")
 
@@ -118,12 +119,6 @@ class SharedState:
                 await self._task
             self._task = None
 
-    def _describe(self, exc: BaseException) -> str:
-        # The driver's own first line; SQLAlchemy's wrapper would add statements and parameters.
-        text = (str(getattr(exc, "orig", None) or exc).splitlines() or [""])[0] or type(exc).__name__
-        password = self.engine.url.password
-        return text.replace(str(password), "***") if password else text
-
     async def _run(self) -> None:
         if self._ready is not None:
             await self._ready()
@@ -136,5 +131,5 @@ class SharedState:
                 now = time.monotonic()
                 if now - self._warned_at >= WARN_EVERY:
                     self._warned_at = now
-                    log.warning("shared state: cannot poll the database: %s", self._describe(exc))
+                    log.warning("shared state: cannot poll the database: %s", described(exc, self.engine.url))
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))

@@ -78,23 +78,17 @@ def main(argv: Sequence[str]) -> None:
     if command.json_output and command.csv_output:
         fail("give --json or --csv, not both")
     from .ledger import report
-    from .ledger.database import resolve_url
+    from .ledger.database import command_database, described, shown
 
-    try:
-        url = resolve_url(command.database_url.get_secret_value() if command.database_url else None)
-    except ValueError as exc:
-        fail(f"database-url: {exc}")
-    if url is None:
-        fail("the usage ledger is off (database-url is none)")
+    setting = command.database_url.get_secret_value() if command.database_url else None
+    url = command_database(setting, "the usage ledger is off (database-url is none)")
     now = datetime.now(UTC)
     since = now - timedelta(seconds=parse_duration(command.since))
     daily = since < now - timedelta(seconds=command.usage_retention)
     try:
         result = asyncio.run(_read(url, since, command.by, daily))
     except Exception as exc:  # the database cannot be reached or read: one line, no traceback
-        from .ledger.database import shown
-
-        fail(f"cannot read the usage ledger at {shown(url)}: {_words(exc, url)}")
+        fail(f"cannot read the usage ledger at {shown(url)}: {described(exc, url)}")
     groups, overall = result
     if daily:  # whole days: the daily totals start at midnight UTC
         since = datetime(since.year, since.month, since.day, tzinfo=UTC)
@@ -118,8 +112,3 @@ async def _read(url: URL, since: datetime, by: str | None, daily: bool) -> tuple
             return report.totals(rows, by, daily=False)
     finally:
         await engine.dispose()
-
-
-def _words(exc: BaseException, url: URL) -> str:
-    text = (str(getattr(exc, "orig", None) or exc) or type(exc).__name__).splitlines()[0]
-    return text.replace(url.password, "***") if url.password else text

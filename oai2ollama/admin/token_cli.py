@@ -41,7 +41,7 @@ class AdminTokenCommand(BaseSettings):
 
 def main(argv: Sequence[str]) -> None:
     from ..cli import describe_invalid, fail
-    from ..ledger.database import resolve_url, shown
+    from ..ledger.database import command_database, described, shown
 
     try:
         command = CliApp.run(AdminTokenCommand, cli_args=list(argv), cli_exit_on_error=False)
@@ -49,19 +49,14 @@ def main(argv: Sequence[str]) -> None:
         fail(describe_invalid(exc))
     except SettingsError as exc:
         fail(str(exc).removeprefix("error parsing CLI: "))
-    try:
-        url = resolve_url(command.database_url.get_secret_value() if command.database_url else None)
-    except ValueError as exc:
-        fail(f"database-url: {exc}")
-    if url is None:
-        fail("there is no database (database-url is none): the server makes a new token at every start")
+    setting = command.database_url.get_secret_value() if command.database_url else None
+    url = command_database(
+        setting, "there is no database (database-url is none): the server makes a new token at every start"
+    )
     try:
         token = asyncio.run(_store(url))
     except Exception as exc:  # the database cannot be reached: one line, no traceback
-        text = (str(getattr(exc, "orig", None) or exc) or type(exc).__name__).splitlines()[0]
-        if url.password:
-            text = text.replace(url.password, "***")
-        fail(f"cannot store the admin token at {shown(url)}: {text}")
+        fail(f"cannot store the admin token at {shown(url)}: {described(exc, url)}")
     sys.stdout.write(f"{token}\n")
     print(
         "oai2ollama: the new admin token is above, shown only this once; the old one and every session have ended",

@@ -88,6 +88,27 @@ def shown(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
+def described(exc: BaseException, url: URL) -> str:
+    """A database failure in one line for a log or a message: the driver's own first line
+    (SQLAlchemy's wrapper adds the statement and its parameters), `url`'s password masked."""
+    text = (str(getattr(exc, "orig", None) or exc).splitlines() or [""])[0] or type(exc).__name__
+    return text.replace(url.password, "***") if url.password else text
+
+
+def command_database(setting: str | None, off: str) -> URL:
+    """The database a subcommand (`keys`, `usage`, `admin-token`) works on, from the server's setting;
+    a bad or `none` setting stops it with one line (`off` says why `none` cannot do)."""
+    from ..cli import fail
+
+    try:
+        url = resolve_url(setting)
+    except ValueError as exc:
+        fail(f"database-url: {exc}")
+    if url is None:
+        fail(off)
+    return url
+
+
 def open_engine(url: URL) -> AsyncEngine:
     """A pooled async engine; SQLite files get WAL (readers never block the writer) and their directory."""
     if url.get_backend_name() == "sqlite":

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..records import RequestRecord
 from . import store
 from .costs import Prices
-from .database import migrate, open_engine, shown
+from .database import described, migrate, open_engine, shown
 from .rows import daily_totals, row_of
 
 log = logging.getLogger("oai2ollama.ledger")
@@ -211,11 +211,7 @@ class Ledger:
                 await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS)) - 1])
 
     def _describe(self, exc: BaseException) -> str:
-        # The driver's own words (SQLAlchemy's wrapper adds the statement and its parameters).
-        text = str(getattr(exc, "orig", None) or exc) or type(exc).__name__
-        text = text.splitlines()[0] if text else type(exc).__name__
-        password = self.url.password
-        return text.replace(str(password), "***") if password else text
+        return described(exc, self.url)
 
     def _warn(self, topic: str, message: str, *args: object) -> None:
         now = time.monotonic()
