@@ -6,6 +6,7 @@ terminal escape must not write a second, forged line into the log.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -106,7 +107,7 @@ class RequestLog(HTTPMiddleware):
             status=status,
             duration=duration,
             first_byte=first_byte,
-            model=state.get(RequestState.MODEL),
+            model=_as_text(state.get(RequestState.MODEL)),
             upstream=card.upstream if card is not None else None,
             upstream_model=card.upstream_id if card is not None else None,
             key_name=state.get(RequestState.KEY_NAME),
@@ -121,6 +122,14 @@ class RequestLog(HTTPMiddleware):
                 observe(record)
             except Exception:  # an observer's bug must not fail the request it observes
                 log.exception("a request observer failed")
+
+
+def _as_text(value: object) -> str | None:
+    """The model as the client named it: routes note the body's value as it came, which a bad
+    request may have made a number or an object (`"model": 42`); the record holds its JSON text."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, default=str, ensure_ascii=False)
 
 
 def _unnamed_failure(status: int, whole: bool) -> str | None:

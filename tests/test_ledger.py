@@ -25,6 +25,7 @@ from oai2ollama.translate.models import Price
 from oai2ollama.upstream import Upstreams
 
 from .fakes import FakeUpstream, closed_port, text_stream
+from .polling import until
 
 pytestmark = pytest.mark.anyio
 
@@ -171,6 +172,35 @@ def test_client_sent_text_is_cut_to_the_columns() -> None:
     row = row_of(record(path="/api/" + "x" * 500, model="m" * 300, client="c" * 300, error_kind="e" * 100))
     assert len(row["route"]) == len(row["model"]) == len(row["client"]) == 200
     assert len(row["error_kind"]) == 64
+
+
+async def test_a_record_that_cannot_be_a_row_is_dropped_and_the_writer_goes_on(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger = ledger_for(database_url)
+    await ledger.start()
+    ledger.observe(record(started_at=T0))
+    ledger.observe(record(started_at=T0 + 1, model=42))  # not text: what a bug upstream of the ledger could hand it
+    ledger.observe(record(started_at=T0 + 2))
+    await until(lambda: ledger.written == 2, 10)
+    ledger.observe(record(started_at=T0 + 3))  # the writer is still there
+    await ledger.aclose()
+    assert (ledger.written, ledger.dropped, ledger.lost) == (3, 1, 0)
+    assert len(await rows_in(database_url)) == 3
+    assert "could not be stored (1 dropped so far)" in caplog.text
+
+
+async def test_a_model_sent_as_a_number_is_stored_as_its_json_text(
+    database_url: str, fake: FakeUpstream, upstreams: Upstreams, settings: Settings
+) -> None:
+    ledger = ledger_for(database_url)
+    app = create_app(settings, upstreams=upstreams, observers=[ledger.observe])
+    await ledger.start()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://localhost:11434") as http:
+        for model in (42, {"name": "x"}):  # /api/show notes the model as the body gives it, then refuses it
+            assert (await http.post("/api/show", json={"model": model})).status_code == 400
+    await ledger.aclose()
+    assert [row["model"] for row in await rows_in(database_url)] == ["42", '{"name": "x"}']
 
 
 async def test_migrations_run_once_and_leave_a_version(database_url: str) -> None:

@@ -61,7 +61,7 @@ class Ledger:
         self.batch_seconds = batch_seconds
         self.queue_size = queue_size
         # Counters other code (the metrics) reads; they only grow.
-        self.dropped = 0  # records refused because the queue was full
+        self.dropped = 0  # records refused because the queue was full, or that could not be made a row
         self.written = 0
         self.lost = 0  # records still unwritten when shutdown gave up on the database
         self._pending: deque[RequestRecord] = deque()
@@ -115,6 +115,8 @@ class Ledger:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
+            except Exception:  # a bug of ours ended the writer: still close the database below
+                log.exception("usage ledger: the writer failed")
             self._task = None
         if self._pruner is not None:  # started by the writer, so only now surely there or not
             self._pruner.cancel()
@@ -141,13 +143,26 @@ class Ledger:
             batch = await self._next_batch()
             if not batch:
                 return
-            rows = [row_of(record, self.prices.cost(record)) for record in batch]
+            rows = self._rows(batch)
             try:
                 await self._retry("write", functools.partial(self._write, rows))
             except asyncio.CancelledError:
                 self.lost += len(rows)
                 raise
             self.written += len(rows)
+
+    def _rows(self, batch: list[RequestRecord]) -> list[dict[str, object]]:
+        """The batch's rows; a record that cannot be one (a bug of ours) is dropped and counted, so
+        that it never stops the writer and every record after it."""
+        rows = []
+        for record in batch:
+            try:
+                rows.append(row_of(record, self.prices.cost(record)))
+            except Exception:
+                self.dropped += 1
+                message = "usage ledger: a record could not be stored (%d dropped so far)"
+                self._warn("row", message, self.dropped, exc_info=True)
+        return rows
 
     async def _next_batch(self) -> list[RequestRecord]:
         """Up to `batch_size` records: as soon as that many wait, else `batch_seconds` after the first
@@ -213,8 +228,8 @@ class Ledger:
     def _describe(self, exc: BaseException) -> str:
         return described(exc, self.url)
 
-    def _warn(self, topic: str, message: str, *args: object) -> None:
+    def _warn(self, topic: str, message: str, *args: object, exc_info: bool = False) -> None:
         now = time.monotonic()
         if now - self._warned.get(topic, -WARN_EVERY) >= WARN_EVERY:
             self._warned[topic] = now
-            log.warning(message, *args)
+            log.warning(message, *args, exc_info=exc_info)
