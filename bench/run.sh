@@ -239,7 +239,7 @@ workers_pair() {  # workers_pair ROW SCENARIO PATH SCRIPT
     done
     stop_workers
 }
-if ((WORKERS_ROUNDS > 0)); then
+if [[ -z $ONLY ]] && ((WORKERS_ROUNDS > 0)); then  # BENCH_ONLY=ledger: the ledger's rows alone
     workers_pair v1-json json /v1/chat/completions chat.lua
     workers_pair api-sse10 sse10 /api/chat api_chat.lua
     "$PY" "$BENCH_DIR/workers_report.py" "$RAW" "$BENCH_DIR/results-workers.md" \

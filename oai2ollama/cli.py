@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import re
 import signal
@@ -224,6 +225,16 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
+def settle_heap() -> None:
+    """Take what start-up built (modules, the app, its routes, the database's schema: ~150,000
+    objects) out of the garbage collector's sight. A full collection, which the objects every request
+    leaves behind set off every second or so, walks all of them: 60-80 ms each time, about a tenth of
+    the server's time under load. They live as long as the process, so the collector has nothing to
+    find among them; reference counting still frees any that go."""
+    gc.collect()
+    gc.freeze()
+
+
 def serve(app: Any, *, shutdown_grace: float, sockets: list[socket.socket] | None = None, **options: Any) -> None:
     """Run `app` as `uvicorn.run` would, with `options` for `uvicorn.Config` (on `sockets` already bound,
     when a supervisor shares them among workers); once told to stop, the server gives open answers
@@ -233,6 +244,11 @@ def serve(app: Any, *, shutdown_grace: float, sockets: list[socket.socket] | Non
     in_flight = app.state.in_flight
 
     class GracefulServer(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                settle_heap()
+
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             timer = asyncio.get_running_loop().call_later(shutdown_grace, end_open_answers)
             try:

@@ -281,3 +281,46 @@ def test_server_starts_answers_and_stops(tmp_path: Path) -> None:
     assert server.returncode is not None
     assert SECRET not in output
     assert re.search(r"GET /api/version\b.* 200\b", output), output  # one log line per request
+
+
+SERVE_AND_TELL_GC = """
+import gc, sys
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from oai2ollama import cli
+from oai2ollama.app import create_app
+from oai2ollama.config import Settings
+
+app = create_app(Settings(base_url=sys.argv[1], database_url="none"))
+heap = lambda request: JSONResponse({"frozen": gc.get_freeze_count(), "tracked": len(gc.get_objects())})
+app.router.routes.insert(0, Route("/heap", heap))
+cli.serve(app, shutdown_grace=1.0, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+"""
+
+
+def test_a_started_server_keeps_its_start_up_objects_out_of_the_collectors_walks(tmp_path: Path) -> None:
+    """The objects start-up built are frozen once the server serves (`cli.settle_heap`), so that the
+    collections requests set off walk what requests made, not the whole program."""
+    port = closed_port()
+    command = [sys.executable, "-c", SERVE_AND_TELL_GC, f"http://127.0.0.1:{closed_port()}/v1", str(port)]
+    server = subprocess.Popen(command, cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, server.communicate()[0]
+            try:
+                heap = httpx.get(f"http://127.0.0.1:{port}/heap", timeout=2).json()
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server did not start within 30 s"
+                time.sleep(0.1)
+    finally:
+        server.terminate()
+        try:
+            server.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.communicate()
+    # Start-up builds some 100,000 objects (modules, the app, pydantic's schemas); a request a few hundred.
+    assert heap["frozen"] > 20_000, heap
+    assert heap["tracked"] < heap["frozen"] / 4, heap

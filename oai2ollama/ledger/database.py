@@ -17,7 +17,6 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 OFF = "none"
 DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
@@ -34,6 +33,10 @@ _HELP = "use sqlite:///PATH, postgresql://USER:PASSWORD@HOST/DATABASE or none"
 _MIGRATION_LOCK = 0x0A120117
 # A writer waiting on a locked SQLite file (another process writing) waits this long, off the request path.
 _SQLITE_BUSY_MS = 5000
+# Connections kept open per process: the ledger's writer, the shared-state poller, /api/ps's writer.
+# More (the admin page, a report) are opened for the moment and closed.
+_SQLITE_POOL = 3
+_SQLITE_OVERFLOW = 5
 # Alembic's `context` is one per process: two migrations at once in one process (two apps, as in
 # tests) would run inside each other. One lock per event loop.
 _migrating: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
@@ -113,9 +116,10 @@ def open_engine(url: URL) -> AsyncEngine:
     """A pooled async engine; SQLite files get WAL (readers never block the writer) and their directory."""
     if url.get_backend_name() == "sqlite":
         Path(url.database or "").expanduser().parent.mkdir(parents=True, exist_ok=True)
-        # A connection per transaction (a batch a second at most, ~0.3 ms to open): nothing stays
-        # open between batches, so a server stopped abruptly leaves no connection behind.
-        engine = create_async_engine(url, poolclass=NullPool)
+        # Pooled: opening a connection (its thread, the file, the pragmas, the schema read on its first
+        # statement) costs ~4 ms of CPU, and the writer, the poller and /api/ps's sharing each use one
+        # every second. SQLite keeps no server-side state, so one left open by a crash costs nothing.
+        engine = create_async_engine(url, pool_size=_SQLITE_POOL, max_overflow=_SQLITE_OVERFLOW)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine

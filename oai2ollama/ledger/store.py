@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import date, datetime
@@ -91,16 +92,19 @@ class _RequestsInsert:
 async def add_daily(connection: AsyncConnection, totals: Sequence[dict[str, Any]]) -> None:
     """Add `totals` to the day's rows, creating the ones not there yet; atomic per row, so
     several processes can add to one day."""
-    if not totals:
-        return
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    if totals:
+        await connection.execute(_daily_upsert(connection.dialect.name), list(totals))
+
+
+@functools.cache
+def _daily_upsert(database: str) -> sa.Insert:
+    """One statement per database, so that SQLAlchemy compiles it once (~4 ms a batch otherwise)."""
     table = tables.usage_daily
-    statement = dialect.insert(table).values(list(totals))
-    statement = statement.on_conflict_do_update(
+    statement = (postgresql if database == "postgresql" else sqlite).insert(table)
+    return statement.on_conflict_do_update(
         index_elements=[table.c[name] for name in tables.DAILY_KEY],
         set_={name: table.c[name] + statement.excluded[name] for name in tables.DAILY_SUMS},
     )
-    await connection.execute(statement)
 
 
 async def prune(connection: AsyncConnection, requests_before: datetime, days_before: date) -> int:
