@@ -144,9 +144,13 @@ class Catalog:
 
     async def refresh(self) -> None:
         """Fetch every upstream's list now, whatever the TTL says (joins a refresh under way)."""
+        self.refresh_in_background()
+        await asyncio.shield(self._refresh)
+
+    def refresh_in_background(self) -> None:
+        """Start fetching every upstream's list now without waiting for it (joins a refresh under way)."""
         if self._refresh is None or self._refresh.done():
             self._refresh = asyncio.create_task(self._load())
-        await asyncio.shield(self._refresh)
 
     async def announce(self) -> None:
         """List every upstream once at start-up and say, per upstream that answered, how many models
@@ -184,7 +188,11 @@ class Catalog:
         if rule is None or rule.is_glob:
             return None
         source = self._route(rule.pattern)
-        return None if source is None else self._card(source, {"id": _strip_prefix(rule.pattern, source)})
+        if source is None:
+            return None
+        card = self._card(source, {"id": _strip_prefix(rule.pattern, source)})
+        # The admin page may have renamed the model or cleared its alias: then the old name is no longer its.
+        return card if card.alias is not None and ollama_name(card.alias.lower()) == wanted else None
 
     def _route(self, name: str) -> Source | None:
         """The upstream that would take a name no upstream lists: the one whose prefix it carries

@@ -99,6 +99,23 @@ async def test_model_edits_apply_to_tags_and_show_and_reset(tmp_path: Path) -> N
         assert "0.2" in shown["parameters"]  # the config file's options again
 
 
+async def test_an_alias_the_page_cleared_or_replaced_no_longer_names_the_model(tmp_path: Path) -> None:
+    config = tmp_path / "oai2ollama.toml"
+    config.write_text('[models."gpt-test"]\nalias = "house"\n')
+    settings = admin_settings(f"sqlite:///{tmp_path / 'a.db'}", config=config)
+    async with running(settings) as (_, client):
+        await sign_in(client)
+        assert (await client.post("/api/show", json={"model": "house"})).status_code == 200
+        for alias, gone in (("", "house"), ("villa", "house"), ("", "villa")):
+            assert (await _edit(client, "default/gpt-test", alias=alias)).status_code == 303
+            names = [m["name"] for m in (await client.get("/api/tags")).json()["models"]]
+            assert f"{gone}:latest" not in names, names
+            # Nor may the config file's alias, which names the model when it is not in the listing.
+            shown = await client.post("/api/show", json={"model": gone})
+            assert shown.status_code == 404, (alias, shown.text)
+        assert (await client.post("/api/show", json={"model": "gpt-test"})).status_code == 200
+
+
 async def test_a_bad_edit_is_refused_naming_the_field(tmp_path: Path) -> None:
     async with running(admin_settings(f"sqlite:///{tmp_path / 'a.db'}")) as (_, client):
         await sign_in(client)
@@ -124,6 +141,20 @@ async def test_an_edit_on_one_process_is_seen_by_another_within_two_seconds(data
         catalog = second_app.state.catalog
         await until(lambda: catalog.listed_card("shared-name") is not None, 2)
         assert "shared-name:latest" in [m["name"] for m in (await second.get("/api/tags")).json()["models"]]
+
+
+async def test_refresh_from_upstreams_refreshes_every_process(database_url: str) -> None:
+    settings = admin_settings(database_url)
+    fake = FakeUpstream()
+    async with running(settings, fake) as (_, first), running(settings, fake) as (second_app, second):
+        await first.get("/api/tags")
+        await second.get("/api/tags")
+        fake.models.append({"id": "gpt-new", "object": "model", "owned_by": "test"})
+        assert "gpt-new:latest" not in [m["name"] for m in (await second.get("/api/tags")).json()["models"]]
+        await sign_in(first)
+        assert (await post(first, "/admin/models/refresh", {}, page="/admin/models")).status_code == 303
+        assert "gpt-new:latest" in [m["name"] for m in (await first.get("/api/tags")).json()["models"]]
+        await until(lambda: second_app.state.catalog.listed_card("gpt-new") is not None, 3)
 
 
 async def _fill(engine: object, rows: list[dict[str, object]]) -> None:

@@ -50,6 +50,20 @@ def install(app: FastAPI, admin: AdminState, shared: SharedState | None) -> None
     app.router.routes.extend(routes)
     if shared is not None:
         shared.watch(edits.TOPIC, _reapply(app))
+        shared.watch(edits.REFRESH_TOPIC, _refresh(app))
+
+
+def _refresh(app: FastAPI) -> Callable[[AsyncConnection], Awaitable[None]]:
+    first = True  # the first poll reads every topic: start-up has just listed the upstreams
+
+    async def reload(connection: AsyncConnection) -> None:
+        nonlocal first
+        catalog = getattr(app.state, "catalog", None)
+        if catalog is not None and not first:
+            catalog.refresh_in_background()  # the poll must not wait for the upstreams
+        first = False
+
+    return reload
 
 
 def _reapply(app: FastAPI) -> Callable[[AsyncConnection], Awaitable[None]]:

@@ -24,6 +24,7 @@ from ..shared_state import bump
 from ..translate.models import ALL_CAPABILITIES, ModelCard
 
 TOPIC = "model_edits"
+REFRESH_TOPIC = "models_refresh"  # raised by the page's "refresh from upstreams": every process asks its upstreams
 EDITABLE_CAPABILITIES = tuple(name for name in ALL_CAPABILITIES if name != "completion")
 _WHERE = "model edit"
 

@@ -16,7 +16,9 @@ from starlette.responses import Response, StreamingResponse
 
 from ..catalog import Catalog, edit_key
 from ..errors import ProxyError
+from ..ledger.database import described
 from ..request_log import escaped
+from ..shared_state import bump
 from . import charts, edits, queries
 from .auth import Session
 from .render import SECURITY_HEADERS, error_page, page, static_file
@@ -190,6 +192,13 @@ async def _reapply(request: Request) -> None:
 @change
 async def models_refresh(request: Request, session: Session, form: Form) -> Response:
     await _catalog(request).refresh()
+    engine = engine_of(request)
+    if engine is not None:  # the other processes and replicas refresh at their next poll
+        try:
+            async with engine.begin() as connection:
+                await bump(connection, edits.REFRESH_TOPIC)
+        except Exception as exc:  # this process has refreshed; the others keep their TTL
+            log.warning("admin: cannot ask the other processes to refresh: %s", described(exc, engine.url))
     log.info("admin: refreshed the models from %s", escaped(client_of(request)))
     return redirect("/admin/models?" + urlencode({"done": "Asked every upstream for its models."}))
 
