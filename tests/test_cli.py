@@ -185,6 +185,34 @@ def clean_env() -> dict[str, str]:
     return dict(os.environ)
 
 
+class ServerProcess:
+    """A server started as a subprocess; `first(url)` is the first answer it gives, `stop()` its output."""
+
+    def __init__(self, command: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+
+    def first(self, url: str) -> httpx.Response:
+        deadline = time.monotonic() + 30
+        while True:
+            assert self.process.poll() is None, self.process.communicate()[0]
+            try:
+                return httpx.get(url, timeout=2)
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server did not start within 30 s"
+                time.sleep(0.1)
+
+    def stop(self) -> str:
+        self.process.terminate()
+        try:
+            output, _ = self.process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            output, _ = self.process.communicate()
+        return output
+
+
 @pytest.mark.parametrize(
     "command",
     [[str(BIN / "oai2ollama"), "--version"], [sys.executable, "-m", "oai2ollama", "--version"]],
@@ -206,25 +234,11 @@ def test_entry_point_refuses_bad_settings_without_traceback(tmp_path: Path) -> N
 def test_server_listens_where_ollama_host_says(tmp_path: Path) -> None:
     port = closed_port()
     command = [str(BIN / "oai2ollama"), "--base-url", f"http://127.0.0.1:{closed_port()}/v1"]
-    env = {**clean_env(), "OLLAMA_HOST": f"http://127.0.0.1:{port}"}
-    server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = ServerProcess(command, tmp_path, {**clean_env(), "OLLAMA_HOST": f"http://127.0.0.1:{port}"})
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, server.communicate()[0]
-            try:
-                assert httpx.get(f"http://127.0.0.1:{port}/", timeout=2).text == "Ollama is running"
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the server did not start within 30 s"
-                time.sleep(0.1)
+        assert server.first(f"http://127.0.0.1:{port}/").text == "Ollama is running"
     finally:
-        server.terminate()
-        try:
-            server.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.communicate()
+        server.stop()
 
 
 def test_modules_build_no_settings_at_import(tmp_path: Path) -> None:
@@ -250,20 +264,9 @@ def test_server_starts_answers_and_stops(tmp_path: Path) -> None:
     port = closed_port()
     upstream = f"http://127.0.0.1:{closed_port()}/v1"
     command = [str(BIN / "oai2ollama"), "--base-url", upstream, "--host", "127.0.0.1", "--port", str(port)]
-    env = {**clean_env(), "OPENAI_API_KEY": SECRET, "LOG_LEVEL": "info"}
-    server = subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    server = ServerProcess(command, tmp_path, {**clean_env(), "OPENAI_API_KEY": SECRET, "LOG_LEVEL": "info"})
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, server.communicate()[0]
-            try:
-                root = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the server did not start within 30 s"
-                time.sleep(0.1)
+        root = server.first(f"http://127.0.0.1:{port}/")
         assert root.status_code == 200 and root.text == "Ollama is running"
         version = httpx.get(f"http://127.0.0.1:{port}/api/version", timeout=5)
         assert version.status_code == 200 and version.json() == {"version": Settings().ollama_version}
@@ -272,13 +275,8 @@ def test_server_starts_answers_and_stops(tmp_path: Path) -> None:
         healthy = subprocess.run(check, env={**clean_env(), "PORT": str(port)}, capture_output=True, timeout=30)
         assert healthy.returncode == 0, healthy.stderr
     finally:
-        server.terminate()
-        try:
-            output, _ = server.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            output, _ = server.communicate()
-    assert server.returncode is not None
+        output = server.stop()
+    assert server.process.returncode is not None
     assert SECRET not in output
     assert re.search(r"GET /api/version\b.* 200\b", output), output  # one log line per request
 
@@ -303,24 +301,11 @@ def test_a_started_server_keeps_its_start_up_objects_out_of_the_collectors_walks
     collections requests set off walk what requests made, not the whole program."""
     port = closed_port()
     command = [sys.executable, "-c", SERVE_AND_TELL_GC, f"http://127.0.0.1:{closed_port()}/v1", str(port)]
-    server = subprocess.Popen(command, cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = ServerProcess(command, tmp_path, clean_env())
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, server.communicate()[0]
-            try:
-                heap = httpx.get(f"http://127.0.0.1:{port}/heap", timeout=2).json()
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the server did not start within 30 s"
-                time.sleep(0.1)
+        heap = server.first(f"http://127.0.0.1:{port}/heap").json()
     finally:
-        server.terminate()
-        try:
-            server.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.communicate()
+        server.stop()
     # Start-up builds some 100,000 objects (modules, the app, pydantic's schemas); a request a few hundred.
     assert heap["frozen"] > 20_000, heap
     assert heap["tracked"] < heap["frozen"] / 4, heap
