@@ -317,6 +317,22 @@ async def _undo(connection: AsyncConnection, use: Use) -> None:
         await connection.execute(sa.update(table).where(mine).values(used_at=use.previous))
 
 
+def as_now(
+    loaded: list[tuple[ModelCard, float]], current: Callable[[ModelCard], ModelCard | None]
+) -> list[tuple[ModelCard, float]]:
+    """`loaded` (longest lifetime first) with each model's card as the catalog has it now (`current`:
+    the card listed for the same upstream model, or None): a use keeps the card of its moment, and
+    an edit since (a new alias, a context length) must show. Two uses that are now one model's are
+    listed once, with the later expiry."""
+    shown: dict[str, tuple[ModelCard, float]] = {}
+    for card, expires in loaded:
+        now = current(card)
+        if now is not None and (now.upstream, now.upstream_id) == (card.upstream, card.upstream_id):
+            card = now
+        shown.setdefault(card.name.lower(), (card, expires))
+    return list(shown.values())
+
+
 def _sorted(items: list[tuple[ModelCard, float]]) -> list[tuple[ModelCard, float]]:
     items.sort(key=lambda item: item[1], reverse=True)
     return items

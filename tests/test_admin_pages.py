@@ -116,6 +116,18 @@ async def test_an_alias_the_page_cleared_or_replaced_no_longer_names_the_model(t
         assert (await client.post("/api/show", json={"model": "gpt-test"})).status_code == 200
 
 
+async def test_api_ps_shows_a_model_in_use_as_edited_since(database_url: str) -> None:
+    fake = FakeUpstream()
+    fake.on("POST", "/chat/completions", text_stream("Hi"))
+    async with running(admin_settings(database_url), fake) as (_, client):
+        await sign_in(client)
+        chat = {"model": "gpt-test", "messages": [{"role": "user", "content": "hello"}], "stream": False}
+        assert (await client.post("/api/chat", json=chat)).status_code == 200
+        assert [m["name"] for m in (await client.get("/api/ps")).json()["models"]] == ["gpt-test:latest"]
+        assert (await _edit(client, "default/gpt-test", alias="house-model")).status_code == 303
+        assert [m["name"] for m in (await client.get("/api/ps")).json()["models"]] == ["house-model:latest"]
+
+
 async def test_a_bad_edit_is_refused_naming_the_field(tmp_path: Path) -> None:
     async with running(admin_settings(f"sqlite:///{tmp_path / 'a.db'}")) as (_, client):
         await sign_in(client)

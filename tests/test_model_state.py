@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from oai2ollama.in_use import ModelsInUse
+from oai2ollama.in_use import ModelsInUse, as_now
 from oai2ollama.model_index import ModelIndex
 from oai2ollama.translate.models import ModelCard, ModelSettings, describe
 
@@ -71,3 +71,26 @@ def test_models_in_use_expire_and_can_be_unloaded() -> None:
     assert in_use.loaded() == [(a, 1300.0)]
     now[0] += 291
     assert in_use.loaded() == []
+
+
+_NOW = ModelIndex([card("gpt-4o", alias="best"), card("mini"), card("gpt-4o", upstream="other", prefix="o/")])
+
+
+@pytest.mark.parametrize(
+    ("loaded", "shown"),
+    [
+        # A use from before an alias was set: the card as listed now.
+        ([(card("gpt-4o"), 900.0)], [("best:latest", 900.0)]),
+        # The same model used under its old and its new name: once, the later expiry kept.
+        ([(card("gpt-4o", alias="best"), 950.0), (card("gpt-4o"), 900.0)], [("best:latest", 950.0)]),
+        # Another upstream's model of the same id keeps its own card.
+        ([(card("gpt-4o", upstream="other", prefix="o/"), 900.0)], [("o/gpt-4o:latest", 900.0)]),
+        # A model no longer listed keeps the card of its use.
+        ([(card("gone"), 900.0), (card("mini"), 800.0)], [("gone:latest", 900.0), ("mini:latest", 800.0)]),
+    ],
+)
+def test_models_in_use_show_the_card_listed_now(
+    loaded: list[tuple[ModelCard, float]], shown: list[tuple[str, float]]
+) -> None:
+    now = as_now(loaded, lambda used: _NOW.lookup(used.client_id))
+    assert [(c.name, expires) for c, expires in now] == shown

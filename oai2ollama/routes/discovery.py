@@ -14,7 +14,7 @@ from .. import access, wire
 from ..catalog import Catalog
 from ..errors import ProxyError
 from ..http import JSON, NDJSON, json_body, json_response
-from ..in_use import ModelsInUse
+from ..in_use import ModelsInUse, as_now
 from ..translate.model_views import ps_entry, show_answer, tags_entry
 from . import Endpoint, RouteTable
 
@@ -60,7 +60,8 @@ async def show(request: Request) -> Response:
 @routes("/api/ps", "GET")
 async def ps(request: Request) -> Response:
     in_use: ModelsInUse = request.app.state.in_use
-    loaded = await in_use.everywhere()
+    index = _catalog(request).index
+    loaded = as_now(await in_use.everywhere(), lambda card: index.lookup(card.client_id))
     return json_response({"models": [ps_entry(card, expires) for card, expires in loaded if access.may_use(card)]})
 
 
