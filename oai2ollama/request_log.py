@@ -129,7 +129,11 @@ def _as_text(value: object) -> str | None:
     request may have made a number or an object (`"model": 42`); the record holds its JSON text."""
     if value is None or isinstance(value, str):
         return value
-    return json.dumps(value, default=str, ensure_ascii=False)
+    try:
+        text = json.dumps(value, default=str, ensure_ascii=False)
+    except (ValueError, RecursionError):  # nested past what JSON encodes
+        text = f"<{type(value).__name__}>"
+    return text[:_SHOWN]
 
 
 def _unnamed_failure(status: int, whole: bool) -> str | None:

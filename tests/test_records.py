@@ -14,6 +14,7 @@ import ollama
 import openai
 import pytest
 
+from oai2ollama import request_log
 from oai2ollama.app import create_app
 from oai2ollama.config import Settings
 from oai2ollama.records import ErrorKind, RequestRecord, Usage
@@ -337,3 +338,25 @@ async def test_a_key_name_is_given_once(tmp_path: Path) -> None:
     settings = Settings(_env_file=None, base_url=BASE_URL, config=config, server_api_key=["flag"])  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="'key-1' is the name of a --server-api-key key"):
         create_app(settings)
+
+
+@pytest.mark.parametrize(
+    ("noted", "recorded"),
+    [
+        (None, None),
+        ("gpt-4o", "gpt-4o"),
+        (42, "42"),
+        ({"name": "x"}, '{"name": "x"}'),
+        (list(range(500)), json.dumps(list(range(500)))[:200]),  # cut as the log line and the column are
+        (float("nan"), "NaN"),
+    ],
+)
+def test_a_model_noted_as_the_body_gave_it_is_recorded_as_text(noted: object, recorded: str | None) -> None:
+    assert request_log._as_text(noted) == recorded
+
+
+def test_a_model_nested_past_what_json_encodes_is_recorded_by_its_kind() -> None:
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    assert request_log._as_text(deep) == "<list>"
