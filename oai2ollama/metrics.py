@@ -129,7 +129,7 @@ class Metrics:
         )
         self._queue_drops = Counter(
             "oai2ollama_ledger_dropped_records",
-            "Records the usage ledger dropped because its queue was full",
+            "Records the usage ledger dropped: its queue was full, or a record could not be stored",
             registry=registry,
         )
         self._children: dict[Hashable, Any] = {}
