@@ -12,13 +12,16 @@ import sys
 import types
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, NoReturn, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Union, get_args, get_origin
 
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import CliApp, CliSettingsSource, SettingsError
 
 from . import __version__
 from .config import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 EXIT_USAGE = 2
 EXIT_STARTUP_FAILURE = 3  # as uvicorn.run exits when it cannot bind
@@ -31,6 +34,20 @@ log = logging.getLogger("oai2ollama")
 def fail(message: str) -> NoReturn:
     print(f"oai2ollama: error: {message}", file=sys.stderr)
     raise SystemExit(EXIT_USAGE)
+
+
+def command_database(setting: str | None, off: str) -> URL:
+    """The database a subcommand (`keys`, `usage`, `admin-token`) works on, from the server's setting;
+    a bad or `none` setting stops it with one line (`off` says why `none` cannot do)."""
+    from .ledger.database import resolve_url
+
+    try:
+        url = resolve_url(setting)
+    except ValueError as exc:
+        fail(f"database-url: {exc}")
+    if url is None:
+        fail(off)
+    return url
 
 
 def warn(message: str) -> None:

@@ -114,7 +114,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 def _database(flag: str | None) -> URL:
-    from .ledger.database import command_database
+    from .cli import command_database
 
     setting = flag if flag is not None else DatabaseSetting().database_url  # type: ignore[call-arg]
     text = setting.get_secret_value() if isinstance(setting, SecretStr) else setting

@@ -67,7 +67,7 @@ class UsageCommand(BaseSettings):
 
 
 def main(argv: Sequence[str]) -> None:
-    from .cli import describe_invalid, fail
+    from .cli import command_database, describe_invalid, fail
 
     try:
         command = CliApp.run(UsageCommand, cli_args=list(argv), cli_exit_on_error=False)
@@ -78,7 +78,7 @@ def main(argv: Sequence[str]) -> None:
     if command.json_output and command.csv_output:
         fail("give --json or --csv, not both")
     from .ledger import report
-    from .ledger.database import command_database, described, shown
+    from .ledger.database import described, shown
 
     setting = command.database_url.get_secret_value() if command.database_url else None
     url = command_database(setting, "the usage ledger is off (database-url is none)")

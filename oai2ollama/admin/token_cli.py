@@ -40,8 +40,8 @@ class AdminTokenCommand(BaseSettings):
 
 
 def main(argv: Sequence[str]) -> None:
-    from ..cli import describe_invalid, fail
-    from ..ledger.database import command_database, described, shown
+    from ..cli import command_database, describe_invalid, fail
+    from ..ledger.database import described, shown
 
     try:
         command = CliApp.run(AdminTokenCommand, cli_args=list(argv), cli_exit_on_error=False)

@@ -98,20 +98,6 @@ def described(exc: BaseException, url: URL) -> str:
     return text.replace(url.password, "***") if url.password else text
 
 
-def command_database(setting: str | None, off: str) -> URL:
-    """The database a subcommand (`keys`, `usage`, `admin-token`) works on, from the server's setting;
-    a bad or `none` setting stops it with one line (`off` says why `none` cannot do)."""
-    from ..cli import fail
-
-    try:
-        url = resolve_url(setting)
-    except ValueError as exc:
-        fail(f"database-url: {exc}")
-    if url is None:
-        fail(off)
-    return url
-
-
 def open_engine(url: URL) -> AsyncEngine:
     """A pooled async engine; SQLite files get WAL (readers never block the writer) and their directory."""
     if url.get_backend_name() == "sqlite":
