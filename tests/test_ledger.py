@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import pickle
+import signal
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +20,7 @@ from oai2ollama.configuration import Source
 from oai2ollama.ledger import Ledger, tables
 from oai2ollama.ledger.costs import Prices
 from oai2ollama.ledger.database import current_revision, migrate, open_engine, resolve_url
+from oai2ollama.ledger.frames import HEADER, frame, record_of, wire_record
 from oai2ollama.ledger.rows import row_of
 from oai2ollama.model_rules import ModelRule
 from oai2ollama.records import RequestRecord, Usage
@@ -187,6 +191,20 @@ async def test_a_record_that_cannot_be_a_row_is_dropped_and_the_writer_goes_on(
     await ledger.aclose()
     assert (ledger.written, ledger.dropped, ledger.lost) == (3, 1, 0)
     assert len(await rows_in(database_url)) == 3
+    assert "could not be stored (1 dropped so far)" in caplog.text
+
+
+async def test_a_record_that_cannot_reach_the_writer_process_is_dropped_alone(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger = ledger_for(database_url)
+    await ledger.start()
+    ledger.observe(record(started_at=T0))
+    ledger.observe(record(started_at=T0 + 1, client=lambda: None))  # nothing pickle can send
+    ledger.observe(record(started_at=T0 + 2))
+    await ledger.aclose()
+    assert (ledger.written, ledger.dropped, ledger.lost, ledger.queue_depth()) == (2, 1, 0, 0)
+    assert len(await rows_in(database_url)) == 2
     assert "could not be stored (1 dropped so far)" in caplog.text
 
 
@@ -414,3 +432,48 @@ async def test_the_migrations_build_the_schema_the_code_uses(database_url: str) 
     finally:
         await engine.dispose()
     assert [change for change in differences if change[0] != "remove_table"] == []
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [None, Usage(), Usage(input_tokens=3, output_tokens=4, reasoning_tokens=1, cached_tokens=2, estimated=True)],
+)
+def test_a_record_reaches_the_writer_process_as_it_was(usage: Usage | None) -> None:
+    sent = record(usage=usage, error_kind="mid_stream", upstream_duration=0.5, first_byte=None)
+    data = frame([wire_record(sent, 0.25)])
+    (wire,) = pickle.loads(data[HEADER.size :])
+    assert HEADER.unpack(data[: HEADER.size]) == (len(data) - HEADER.size,)
+    assert record_of(wire) == (sent, 0.25)
+
+
+def _command_line(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as file:
+        return file.read().replace(b"\0", b" ").decode()
+
+
+async def test_rows_are_written_by_a_process_of_their_own_that_outlives_signals_and_is_replaced(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger = ledger_for(database_url, batch_seconds=0.05)
+    await ledger.start()
+    ledger.observe(record(started_at=T0))
+    await until(lambda: ledger.written == 1, 20)
+    pid = ledger.writer_pid
+    assert pid is not None and pid != os.getpid()
+    # Its database URL (a password, perhaps) went down the pipe, not onto a command line.
+    assert "oai2ollama.ledger.child" in _command_line(pid) and "sqlite" not in _command_line(pid)
+    # Ctrl-C in a terminal reaches the whole process group; the server's shutdown ends the writer.
+    os.kill(pid, signal.SIGINT)
+    os.kill(pid, signal.SIGTERM)
+    ledger.observe(record(started_at=T0 + 1))
+    await until(lambda: ledger.written == 2, 20)
+    assert ledger.writer_pid == pid
+    # A writer that dies (killed here) loses at most what it held; the next batch gets a new one.
+    os.kill(pid, signal.SIGKILL)
+    await until(lambda: ledger.writer_pid is None, 20)
+    ledger.observe(record(started_at=T0 + 2))
+    await ledger.aclose()
+    assert (ledger.written, ledger.lost, ledger.dropped) == (3, 0, 0)
+    assert len(await rows_in(database_url)) == 3
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

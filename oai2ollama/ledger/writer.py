@@ -3,20 +3,23 @@
 `observe` (a request-log observer) appends the record to a bounded queue and returns; when the
 queue is full the record is dropped and counted (`dropped`), with a warning at most once a minute.
 A background task takes up to `batch_size` records, or what came within `batch_seconds` of the
-first, and writes them in one transaction. While the database is slow or unreachable the writer
-holds one batch and retries, so requests never wait on it; a crash loses at most that batch and
-what is queued. `aclose` (the app's shutdown) writes everything queued before it returns.
+first, prices them and hands them to the writer process (`child`), which writes each batch in one
+transaction. While the database is slow or unreachable that process holds its batch and retries,
+and the pipe to it fills, so records wait in the queue and requests never wait on any of it; a
+crash loses at most what was queued and in flight. `aclose` (the app's shutdown) writes everything
+queued before it returns. This process keeps the schema's migration and the pruning.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import json
 import logging
+import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import URL
@@ -26,7 +29,7 @@ from ..records import RequestRecord
 from . import store
 from .costs import Prices
 from .database import described, migrate, open_engine, shown
-from .rows import daily_totals, row_of
+from .frames import frame, wire_record
 
 log = logging.getLogger("oai2ollama.ledger")
 
@@ -65,6 +68,8 @@ class Ledger:
         self.written = 0
         self.lost = 0  # records still unwritten when shutdown gave up on the database
         self._pending: deque[RequestRecord] = deque()
+        self._in_flight = 0  # records handed to the writer process and not yet written by it
+        self._child: _WriterProcess | None = None
         self._arrived = asyncio.Event()  # the queue went from empty to not
         self._full = asyncio.Event()  # a whole batch is waiting, or shutdown began
         self._closing = False
@@ -78,7 +83,7 @@ class Ledger:
 
     def observe(self, record: RequestRecord) -> None:
         pending = self._pending
-        if len(pending) >= self.queue_size:
+        if len(pending) + self._in_flight >= self.queue_size:
             self.dropped += 1
             self._warn("full", "usage ledger queue is full: %d record(s) dropped so far", self.dropped)
             return
@@ -89,7 +94,14 @@ class Ledger:
             self._full.set()
 
     def queue_depth(self) -> int:
-        return len(self._pending)
+        """Records not written yet: queued here or in flight to the writer process."""
+        return len(self._pending) + self._in_flight
+
+    @property
+    def writer_pid(self) -> int | None:
+        """The writer process's id while there is one (it starts with the first batch)."""
+        child = self._child
+        return None if child is None or child.ended else child.pid
 
     # ---- the lifespan
 
@@ -118,6 +130,9 @@ class Ledger:
             except Exception:  # a bug of ours ended the writer: still close the database below
                 log.exception("usage ledger: the writer failed")
             self._task = None
+        if self._child is not None:  # what it still holds is lost (counted as it ends)
+            await self._child.kill()
+            self._child = None
         if self._pruner is not None:  # started by the writer, so only now surely there or not
             self._pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -142,27 +157,35 @@ class Ledger:
         while True:
             batch = await self._next_batch()
             if not batch:
-                return
-            rows = self._rows(batch)
-            try:
-                await self._retry("write", functools.partial(self._write, rows))
-            except asyncio.CancelledError:
-                self.lost += len(rows)
-                raise
-            self.written += len(rows)
+                break
+            data, count = self._frame(batch)
+            if count:
+                await self._send(data, count)
+        if self._child is not None:
+            await self._child.finish()
+            self._child = None
 
-    def _rows(self, batch: list[RequestRecord]) -> list[dict[str, object]]:
-        """The batch's rows; a record that cannot be one (a bug of ours) is dropped and counted, so
-        that it never stops the writer and every record after it."""
-        rows = []
+    def _frame(self, batch: list[RequestRecord]) -> tuple[bytes, int]:
+        """The batch for the writer process, priced here (the prices are this process's), and how
+        many records it holds: one that cannot be sent (a bug of ours) is dropped and counted, so
+        that it never stops the writer."""
+        wires = []
         for record in batch:
             try:
-                rows.append(row_of(record, self.prices.cost(record)))
+                wires.append(wire_record(record, self.prices.cost(record)))
             except Exception:
-                self.dropped += 1
-                message = "usage ledger: a record could not be stored (%d dropped so far)"
-                self._warn("row", message, self.dropped, exc_info=True)
-        return rows
+                self._drop_unstorable()
+        try:
+            return frame(wires), len(wires)
+        except Exception:  # a value pickle refuses: find it, keep the rest
+            kept = []
+            for wire in wires:
+                try:
+                    frame([wire])
+                    kept.append(wire)
+                except Exception:
+                    self._drop_unstorable()
+            return frame(kept), len(kept)
 
     async def _next_batch(self) -> list[RequestRecord]:
         """Up to `batch_size` records: as soon as that many wait, else `batch_seconds` after the first
@@ -183,10 +206,24 @@ class Ledger:
             self._full.set()
         return batch
 
-    async def _write(self, rows: Sequence[dict[str, object]]) -> None:
-        async with self.engine.begin() as connection:
-            await store.insert_requests(connection, rows)
-            await store.add_daily(connection, daily_totals(rows))
+    def _drop_unstorable(self) -> None:
+        self.dropped += 1
+        message = "usage ledger: a record could not be stored (%d dropped so far)"
+        self._warn("row", message, self.dropped, exc_info=True)
+
+    async def _send(self, data: bytes, count: int) -> None:
+        """Hand `data` (`count` records) to the writer process, starting one where there is none (or
+        it ended); waits while the pipe to it is full."""
+        while True:
+            if self._child is None or self._child.ended:
+                try:
+                    self._child = await _WriterProcess.start(self)
+                except Exception as exc:  # no process could be started: the records wait in the queue
+                    self._warn("start", "usage ledger: cannot start the writer process: %s", exc)
+                    await asyncio.sleep(RETRY_SECONDS[2])
+                    continue
+            await self._child.send(data, count)
+            return
 
     async def prune(self, now: datetime | None = None) -> int:
         """Delete the requests older than the retention and the daily totals older than a year;
@@ -233,3 +270,88 @@ class Ledger:
         if now - self._warned.get(topic, -WARN_EVERY) >= WARN_EVERY:
             self._warned[topic] = now
             log.warning(message, *args, exc_info=exc_info)
+
+
+class _WriterProcess:
+    """The writer process as the server sees it: frames go in, acknowledgements come back."""
+
+    def __init__(self, ledger: Ledger, process: asyncio.subprocess.Process) -> None:
+        self._ledger = ledger
+        self._process = process
+        self.ended = False  # its output is over and what it held is counted
+        self.pid = process.pid
+        self._acks = asyncio.create_task(self._read_acks(), name="usage ledger writer process")
+
+    @classmethod
+    async def start(cls, ledger: Ledger) -> _WriterProcess:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "oai2ollama.ledger.child",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        # The URL with its password goes down the pipe, never on a command line others can read.
+        settings = {
+            "url": ledger.url.render_as_string(hide_password=False),
+            "log_level": logging.getLevelName(log.getEffectiveLevel()),
+            "batch_size": ledger.batch_size,
+        }
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(settings).encode() + b"\n")
+        return cls(ledger, process)
+
+    async def send(self, data: bytes, count: int) -> None:
+        stdin = self._process.stdin
+        assert stdin is not None
+        self._ledger._in_flight += count
+        with contextlib.suppress(ConnectionError):  # it ended: the records are counted lost as it does
+            stdin.write(data)
+            await stdin.drain()
+
+    async def finish(self) -> None:
+        """End its input: it writes what it holds, says so and exits."""
+        stdin = self._process.stdin
+        assert stdin is not None
+        if not stdin.is_closing():
+            stdin.close()
+            with contextlib.suppress(ConnectionError):
+                await stdin.wait_closed()
+        await asyncio.shield(self._acks)
+
+    async def kill(self) -> None:
+        if self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._acks
+
+    async def _read_acks(self) -> None:
+        ledger = self._ledger
+        stdout = self._process.stdout
+        assert stdout is not None
+        try:
+            while line := await stdout.readline():
+                try:
+                    event = json.loads(line)
+                except ValueError:  # not ours (a library writing to standard output): ignored
+                    continue
+                if not isinstance(event, dict):
+                    continue
+                if "warning" in event:
+                    log.warning("%s", event["warning"])
+                elif "done" in event:
+                    ledger._in_flight -= event["done"]
+                    ledger.written += event["written"]
+                    if event["dropped"]:
+                        ledger.dropped += event["dropped"]
+                        message = "usage ledger: a record could not be stored (%d dropped so far)\n%s"
+                        ledger._warn("row", message, ledger.dropped, event.get("error", ""))
+        finally:
+            status = await self._process.wait()
+            if ledger._in_flight:
+                ledger.lost += ledger._in_flight
+                message = "usage ledger: the writer process ended (exit status %s) holding %d record(s)"
+                log.error(message, status, ledger._in_flight)
+                ledger._in_flight = 0
+            self.ended = True
