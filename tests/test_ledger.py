@@ -477,3 +477,15 @@ async def test_rows_are_written_by_a_process_of_their_own_that_outlives_signals_
     assert len(await rows_in(database_url)) == 3
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+async def test_a_sqlite_engine_waits_for_the_write_lock_as_long_as_asked(tmp_path: Any) -> None:
+    resolved = resolve_url(f"sqlite:///{tmp_path / 'x.db'}")
+    assert resolved is not None
+    for busy_ms, expected in ((None, 5000), (60_000, 60_000)):  # the server's default; the writer process's
+        engine = open_engine(resolved) if busy_ms is None else open_engine(resolved, busy_ms=busy_ms)
+        try:
+            async with engine.connect() as connection:
+                assert (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar() == expected
+        finally:
+            await engine.dispose()

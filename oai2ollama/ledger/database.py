@@ -8,6 +8,7 @@ A URL may carry a password, so nothing here puts a URL in a message except throu
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import weakref
 from pathlib import Path
@@ -98,28 +99,29 @@ def described(exc: BaseException, url: URL) -> str:
     return text.replace(url.password, "***") if url.password else text
 
 
-def open_engine(url: URL) -> AsyncEngine:
-    """A pooled async engine; SQLite files get WAL (readers never block the writer) and their directory."""
+def open_engine(url: URL, *, busy_ms: int = _SQLITE_BUSY_MS) -> AsyncEngine:
+    """A pooled async engine; SQLite files get WAL (readers never block the writer) and their directory.
+    `busy_ms`: how long a SQLite statement waits for another connection's write lock."""
     if url.get_backend_name() == "sqlite":
         Path(url.database or "").expanduser().parent.mkdir(parents=True, exist_ok=True)
         # Pooled: opening a connection (its thread, the file, the pragmas, the schema read on its first
         # statement) costs ~4 ms of CPU, and the writer, the poller and /api/ps's sharing each use one
         # every second. SQLite keeps no server-side state, so one left open by a crash costs nothing.
         engine = create_async_engine(url, pool_size=_SQLITE_POOL, max_overflow=_SQLITE_OVERFLOW)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", functools.partial(_sqlite_pragmas, busy_ms))
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     # Few connections: one writer per process, and the odd report.
     return create_async_engine(url, pool_size=2, max_overflow=2, pool_pre_ping=True, connect_args={"timeout": 10})
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(busy_ms: int, dbapi_connection: Any, _record: Any) -> None:
     # Transactions are ours (see `_sqlite_begin`), not the driver's: it would run DDL outside any.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # The busy timeout first: switching a new file to WAL needs a lock that another process (a worker
     # starting at the same moment) may hold; without it the switch fails at once, "database is locked".
-    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     cursor.execute("PRAGMA journal_mode=WAL")
     # Safe with WAL: a power cut may lose the last transactions, never corrupt the file.
     cursor.execute("PRAGMA synchronous=NORMAL")
