@@ -41,6 +41,7 @@ from .rows import daily_totals, row_of
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 WARN_EVERY = 60.0
 BUSY_MS = 60_000
+TEXT_LIMIT = 4000
 
 
 class _Writer:
@@ -53,6 +54,8 @@ class _Writer:
         self._warned: dict[str, float] = {}
 
     def say(self, **event: Any) -> None:
+        # Texts cut short: the server reads lines of at most 64 KiB.
+        event = {name: value[:TEXT_LIMIT] if isinstance(value, str) else value for name, value in event.items()}
         sys.stdout.write(json.dumps(event) + "\n")
         sys.stdout.flush()
 
