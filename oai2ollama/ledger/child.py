@@ -34,11 +34,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import store
-from .database import described, open_engine, shown
+from .database import RETRY_SECONDS, described, open_engine, shown
 from .frames import HEADER, WireRecord, record_of
 from .rows import daily_totals, row_of
 
-RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 WARN_EVERY = 60.0
 BUSY_MS = 60_000
 TEXT_LIMIT = 4000

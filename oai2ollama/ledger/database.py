@@ -34,6 +34,8 @@ _HELP = "use sqlite:///PATH, postgresql://USER:PASSWORD@HOST/DATABASE or none"
 _MIGRATION_LOCK = 0x0A120117
 # A writer waiting on a locked SQLite file (another process writing) waits this long, off the request path.
 _SQLITE_BUSY_MS = 5000
+# Seconds between attempts while a database is away (the ledger's migration and writes), growing.
+RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 # Connections kept open per process: the ledger's writer, the shared-state poller, /api/ps's writer.
 # More (the admin page, a report) are opened for the moment and closed.
 _SQLITE_POOL = 3

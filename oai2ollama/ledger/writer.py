@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..records import RequestRecord
 from . import store
 from .costs import Prices
-from .database import described, migrate, open_engine, shown
+from .database import RETRY_SECONDS, described, migrate, open_engine, shown
 from .frames import frame, wire_record
 
 log = logging.getLogger("oai2ollama.ledger")
@@ -37,7 +37,6 @@ BATCH_SIZE = 500
 BATCH_SECONDS = 1.0
 QUEUE_SIZE = 20_000  # records waiting while the database is away: some minutes of a busy server
 WARN_EVERY = 60.0  # seconds between two warnings about the same trouble
-RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 CLOSE_SECONDS = 5.0  # how long shutdown waits for an unreachable database before giving up
 RETENTION = 30 * 86400.0  # seconds each request's row is kept (--usage-retention)
 DAILY_RETENTION_DAYS = 366  # daily totals: a year
