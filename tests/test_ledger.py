@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from genai_prices import data_snapshot
 
 from oai2ollama.app import create_app
 from oai2ollama.config import Settings
@@ -404,6 +405,20 @@ def test_the_app_owns_a_ledger_unless_told_none_and_shows_its_queue(tmp_path: An
     body, _ = app.state.metrics.exposition()
     assert b"oai2ollama_ledger_queue_depth 1.0" in body
     assert app_with("none").state.ledger is None
+
+
+async def test_the_price_table_is_read_as_the_ledger_starts(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not when the first record is priced, which would stall the event loop under the first
+    requests; and so before start-up takes what it made out of the collector's sight."""
+    reads: list[object] = []
+    read = data_snapshot.get_snapshot
+    monkeypatch.setattr(data_snapshot, "get_snapshot", lambda: reads.append(read()) or reads[-1])
+    ledger = ledger_for(f"sqlite:///{tmp_path / 'u.db'}")
+    await ledger.start()
+    try:
+        assert len(reads) == 1  # and no record yet
+    finally:
+        await ledger.aclose()
 
 
 async def test_the_migrations_build_the_schema_the_code_uses(database_url: str) -> None:

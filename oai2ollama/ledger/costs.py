@@ -67,6 +67,13 @@ class Prices:
         # alive by the table; a model may change price at a date, so each period has its own).
         self._rates: dict[int, tuple[ModelPrice, _Rates | None]] = {}
 
+    def load(self) -> None:
+        """Read the price table now rather than when the first record is priced: reading it takes
+        ~0.2 s, which would stall the event loop under the first requests, and leaves ~40,000
+        objects that start-up then takes out of the garbage collector's sight (`cli.settle_heap`),
+        instead of every full collection walking them."""
+        data_snapshot.get_snapshot()
+
     def cost(self, record: RequestRecord) -> float | None:
         usage = record.usage
         if usage is None or (usage.input_tokens is None and usage.output_tokens is None):

@@ -111,7 +111,9 @@ class Ledger:
         return self._engine
 
     async def start(self) -> None:
-        """Start the writer; the schema is brought up to date first, in the background, retried."""
+        """Read the price table, and start the writer: the schema is brought up to date first, in the
+        background, retried."""
+        self.prices.load()
         self._task = asyncio.create_task(self._run(), name="usage ledger writer")
 
     async def aclose(self, give_up_after: float = CLOSE_SECONDS) -> None:
