@@ -6,6 +6,8 @@ records as dataclasses costs ten times as much (~6 µs a record), on the serving
 
 from __future__ import annotations
 
+import dataclasses
+import operator
 import pickle
 import struct
 from typing import Any
@@ -13,23 +15,25 @@ from typing import Any
 from ..records import RequestRecord, Usage
 
 HEADER = struct.Struct("!I")
-RECORD_FIELDS = tuple(name for name in RequestRecord.__slots__ if name != "usage")  # type: ignore[attr-defined]
-USAGE_FIELDS = tuple(Usage.__slots__)  # type: ignore[attr-defined]
+_FIELDS = tuple(field.name for field in dataclasses.fields(RequestRecord))  # the order __init__ takes them in
+_USAGE_AT = _FIELDS.index("usage")
+_RECORD_FIELDS = _FIELDS[:_USAGE_AT] + _FIELDS[_USAGE_AT + 1 :]
+_USAGE_FIELDS = tuple(field.name for field in dataclasses.fields(Usage))
+# One C call each, where a loop of getattr costs ~2 µs a record on the serving thread.
+_record_values = operator.attrgetter(*_RECORD_FIELDS)
+_usage_values = operator.attrgetter(*_USAGE_FIELDS)
 
 WireRecord = tuple[tuple[Any, ...], tuple[Any, ...] | None, float | None]
 
 
 def wire_record(record: RequestRecord, cost: float | None) -> WireRecord:
     usage = record.usage
-    fields = tuple(getattr(record, name) for name in RECORD_FIELDS)
-    return fields, None if usage is None else tuple(getattr(usage, name) for name in USAGE_FIELDS), cost
+    return _record_values(record), None if usage is None else _usage_values(usage), cost
 
 
 def record_of(wire: WireRecord) -> tuple[RequestRecord, float | None]:
     fields, usage, cost = wire
-    record = RequestRecord(**dict(zip(RECORD_FIELDS, fields, strict=True)))
-    if usage is not None:
-        record.usage = Usage(**dict(zip(USAGE_FIELDS, usage, strict=True)))
+    record = RequestRecord(*fields[:_USAGE_AT], None if usage is None else Usage(*usage), *fields[_USAGE_AT:])
     return record, cost
 
 
