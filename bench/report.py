@@ -138,34 +138,45 @@ def rate(rps: float | None) -> str:
     return "—" if rps is None else f"{rps:,.0f}"
 
 
+def round_of(path: Path) -> int:
+    return int(path.name.split(".")[-3])  # ledger-on-ROW.N.c32.txt
+
+
 def ledger_table(raw: Path) -> str | None:
-    """req/s with the ledger on (the default, SQLite) and off (`--database-url none`): the median
-    of the rounds, each round's figures, and what the ledger costs."""
+    """req/s with the ledger on (the default, SQLite) and off (`--database-url none`): each side's
+    median, and the cost as the median of the rounds' own costs. A round loads the two proxies one
+    right after the other, so its cost compares figures taken under the same load of the machine;
+    the machine's drift from round to round (here up to ±10%) moves both sides and cancels out."""
     out = [
-        "| row | ledger on, req/s (median) | ledger off, req/s (median) | cost | rounds on | rounds off | errors |",
+        "| row | ledger on, req/s (median) | ledger off, req/s (median) | cost (median of the rounds')"
+        " | middle half of the rounds' costs | rounds | errors |",
         "|---|---|---|---|---|---|---|",
     ]
     for key, label in LEDGER_ROWS:
-        sides = {}
+        sides: dict[str, dict[int, float]] = {}
         errors: list[str] = []
         for side in ("on", "off"):
-            runs = [parse_wrk(path) for path in sorted(raw.glob(f"ledger-{side}-{key}.*.c32.txt"))]
-            sides[side] = [run.rps for run in runs if run.rps is not None]
-            errors += [f"{side}: {error}" for run in runs for error in run.errors]
+            paths = sorted(raw.glob(f"ledger-{side}-{key}.*.c32.txt"), key=round_of)
+            runs = {round_of(path): parse_wrk(path) for path in paths}
+            sides[side] = {number: run.rps for number, run in runs.items() if run.rps is not None}
+            errors += [f"{side}: {error}" for run in runs.values() for error in run.errors]
             check = raw / f"ledger-{side}-{key}.check"
             if check.exists() and (verdict := check.read_text().strip()) != "ok":
                 errors.insert(0, f"{side}: bad response: {verdict}")
-        if not sides["on"] and not sides["off"]:
+        on_rounds, off_rounds = sides["on"], sides["off"]
+        if not on_rounds and not off_rounds:
             continue
-        on = statistics.median(sides["on"]) if sides["on"] else None
-        off = statistics.median(sides["off"]) if sides["off"] else None
+        on = statistics.median(on_rounds.values()) if on_rounds else None
+        off = statistics.median(off_rounds.values()) if off_rounds else None
+        costs = [(on_rounds[n] - off_rounds[n]) / off_rounds[n] for n in sorted(on_rounds) if off_rounds.get(n)]
+        quartiles = statistics.quantiles(costs, n=4) if len(costs) > 1 else costs * 3
         cells = [
             label,
             rate(on),
             rate(off),
-            f"{(on - off) / off:+.1%}" if on is not None and off else "—",
-            ", ".join(map(rate, sides["on"])),
-            ", ".join(map(rate, sides["off"])),
+            f"{statistics.median(costs):+.1%}" if costs else "—",
+            f"{quartiles[0]:+.1%} … {quartiles[2]:+.1%}" if costs else "—",
+            str(len(costs)),
             f"**{'; '.join(errors)}**" if errors else "none",
         ]
         out.append("| " + " | ".join(cells) + " |")
@@ -215,7 +226,9 @@ def main(raw: Path, results: Path, command: str) -> None:
         " ~0.1 ms swing with whether the scheduler puts wrk and nginx on the same CPU; read them as ≈0.1 ms.",
         "- The ledger's cost: two proxies for the same upstream side by side, the default (a SQLite"
         " ledger in the run's directory) and `--database-url none`, loaded in turn (on, off; then off, on)"
-        " for the given rounds; cost = (on − off) / off of the medians.",
+        " for the given rounds (`BENCH_LEDGER_SECONDS` each). Each round's cost is (on − off) / off of its"
+        " two runs; the row's cost is the median of the rounds' costs, and the middle half the range of the"
+        " rounds' costs between their first and third quartiles.",
     ]
     if skipped.exists():
         notes.insert(0, f"- **proxy not measured: {skipped.read_text().strip().splitlines()[0]}**")

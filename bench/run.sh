@@ -5,12 +5,13 @@
 #   BENCH_DURATION=3 bash bench/run.sh   # quick run
 #   PROXY_CMD="/path/to/other-proxy" bash bench/run.sh
 #   BENCH_ONLY=ledger bash bench/run.sh  # only the usage ledger's cost
-#   BENCH_LEDGER_ROUNDS=0 bash bench/run.sh  # without it (default: 3 rounds)
+#   BENCH_LEDGER_ROUNDS=0 bash bench/run.sh  # without it (default: 20 rounds of 2 s)
 #
 # The upstream is nginx serving files from bench/make_canned.py; each scenario
 # has its own path prefix, and the proxy is restarted with that prefix as its
 # base URL. The ledger's cost: two proxies side by side, the default (a SQLite
-# ledger) and --database-url none, loaded in turn. Results go to stdout and
+# ledger) and --database-url none, loaded in turn for many short rounds
+# (BENCH_LEDGER_SECONDS each, default 2). Results go to stdout and
 # bench/results.md. Everything listens on 127.0.0.1, the ledger's file is in
 # the run's temporary directory, and everything started here is stopped on exit.
 set -euo pipefail
@@ -25,7 +26,8 @@ esac
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$BENCH_DIR")
 DURATION=${BENCH_DURATION:-10}
-LEDGER_ROUNDS=${BENCH_LEDGER_ROUNDS:-3}
+LEDGER_ROUNDS=${BENCH_LEDGER_ROUNDS:-20}
+LEDGER_SECONDS=${BENCH_LEDGER_SECONDS:-2}
 ONLY=${BENCH_ONLY:-}
 WARMUP=1                 # seconds of discarded load before each row
 WRK_TIMEOUT=30s          # per request; a 2,000-chunk stream at 32 conns is slow
@@ -40,6 +42,7 @@ die() { log "error: $*"; exit 1; }
 
 [[ $DURATION =~ ^[0-9]+$ && $DURATION -gt 0 ]] || die "BENCH_DURATION must be a positive integer"
 [[ $LEDGER_ROUNDS =~ ^[0-9]+$ ]] || die "BENCH_LEDGER_ROUNDS must be a whole number"
+[[ $LEDGER_SECONDS =~ ^[0-9]+$ && $LEDGER_SECONDS -gt 0 ]] || die "BENCH_LEDGER_SECONDS must be a positive integer"
 [[ -z $ONLY || $ONLY == ledger ]] || die "BENCH_ONLY must be empty or ledger"
 
 install_tools() {
@@ -353,14 +356,15 @@ ledger_pair() {  # ledger_pair ROW KIND SCENARIO PATH SCRIPT: the ledger on and 
     wrk_run /dev/null -t2 -c32 -d"${WARMUP}s" -s "$BENCH_DIR/$script" "$on$path"
     wrk_run /dev/null -t2 -c32 -d"${WARMUP}s" -s "$BENCH_DIR/$script" "$off$path"
     for ((round = 1; round <= LEDGER_ROUNDS; round++)); do
-        # A B, then B A: a drift in the machine's load favours neither side.
+        # A B, then B A: a drift in the machine's load favours neither side. The report compares
+        # each round's two runs with each other (bench/report.py).
         first=on second=off
         ((round % 2)) || first=off second=on
         for side in $first $second; do
             url=$on
             [[ $side == on ]] || url=$off
             log ">> ledger $side, $row, round $round"
-            wrk_run "$RAW/ledger-$side-$row.$round.c32.txt" -t2 -c32 -d"${DURATION}s" --timeout "$WRK_TIMEOUT" \
+            wrk_run "$RAW/ledger-$side-$row.$round.c32.txt" -t2 -c32 -d"${LEDGER_SECONDS}s" --timeout "$WRK_TIMEOUT" \
                 -s "$BENCH_DIR/$script" "$url$path"
         done
     done
@@ -382,6 +386,8 @@ if ! proxy_rows || ! ledger_rows; then
 fi
 
 command="BENCH_DURATION=$DURATION bash bench/run.sh"
+[[ -z $ONLY ]] || command="BENCH_ONLY=$ONLY $command"
+((LEDGER_ROUNDS == 0)) || command="BENCH_LEDGER_SECONDS=$LEDGER_SECONDS BENCH_LEDGER_ROUNDS=$LEDGER_ROUNDS $command"
 [[ $PROXY_CMD == "$DEFAULT_PROXY_CMD" ]] || command="PROXY_CMD=${PROXY_CMD@Q} $command"
 "$PY" "$BENCH_DIR/report.py" "$RAW" "$BENCH_DIR/results.md" "$command"
 exit "$status"
