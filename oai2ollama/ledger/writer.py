@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import subprocess
 import sys
 import time
 from collections import deque
@@ -41,6 +43,7 @@ CLOSE_SECONDS = 5.0  # how long shutdown waits for an unreachable database befor
 RETENTION = 30 * 86400.0  # seconds each request's row is kept (--usage-retention)
 DAILY_RETENTION_DAYS = 366  # daily totals: a year
 PRUNE_EVERY = 3600.0
+ACK_LIMIT = 2**16  # the longest line the writer process may answer with (it cuts its texts to fit)
 
 
 class Ledger:
@@ -276,61 +279,70 @@ class Ledger:
 class _WriterProcess:
     """The writer process as the server sees it: frames go in, acknowledgements come back."""
 
-    def __init__(self, ledger: Ledger, process: asyncio.subprocess.Process) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        popen: subprocess.Popen[bytes],
+        stdin: asyncio.StreamWriter,
+        stdout: asyncio.StreamReader,
+        exited: asyncio.Future[int],
+    ) -> None:
         self._ledger = ledger
-        self._process = process
+        self._popen = popen
+        self._stdin = stdin
+        self._stdout = stdout
+        self._exited = exited
         self.ended = False  # its output is over and what it held is counted
-        self.pid = process.pid
+        self.pid = popen.pid
         self._acks = asyncio.create_task(self._read_acks(), name="usage ledger writer process")
 
     @classmethod
     async def start(cls, ledger: Ledger) -> _WriterProcess:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "oai2ollama.ledger.child",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
+        loop = asyncio.get_running_loop()
+        command = [sys.executable, "-m", "oai2ollama.ledger.child"]
+        # Started on the event loop as asyncio's own subprocesses are (a vfork and an exec).
+        popen = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # noqa: ASYNC220
+        try:
+            assert popen.stdin is not None and popen.stdout is not None
+            exited = _exit_status(popen, loop)
+            stdout = asyncio.StreamReader(limit=ACK_LIMIT)
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), popen.stdout)
+            transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, popen.stdin)
+            stdin = asyncio.StreamWriter(transport, protocol, None, loop)
+        except BaseException:
+            popen.kill()
+            popen.wait()
+            raise
         # The URL with its password goes down the pipe, never on a command line others can read.
         settings = {
             "url": ledger.url.render_as_string(hide_password=False),
             "log_level": logging.getLevelName(log.getEffectiveLevel()),
             "batch_size": ledger.batch_size,
         }
-        assert process.stdin is not None
-        process.stdin.write(json.dumps(settings).encode() + b"\n")
-        return cls(ledger, process)
+        stdin.write(json.dumps(settings).encode() + b"\n")
+        return cls(ledger, popen, stdin, stdout, exited)
 
     async def send(self, data: bytes, count: int) -> None:
-        stdin = self._process.stdin
-        assert stdin is not None
         self._ledger._in_flight += count
         with contextlib.suppress(ConnectionError):  # it ended: the records are counted lost as it does
-            stdin.write(data)
-            await stdin.drain()
+            self._stdin.write(data)
+            await self._stdin.drain()
 
     async def finish(self) -> None:
         """End its input: it writes what it holds, says so and exits."""
-        stdin = self._process.stdin
-        assert stdin is not None
-        if not stdin.is_closing():
-            stdin.close()
-            with contextlib.suppress(ConnectionError):
-                await stdin.wait_closed()
+        self._stdin.close()  # what is still buffered is written first
         await asyncio.shield(self._acks)
 
     async def kill(self) -> None:
-        if self._process.returncode is None:
+        if self._popen.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                self._process.kill()
+                self._popen.kill()
         with contextlib.suppress(asyncio.CancelledError):
             await self._acks
 
     async def _read_acks(self) -> None:
         ledger = self._ledger
-        stdout = self._process.stdout
-        assert stdout is not None
+        stdout = self._stdout
         try:
             while line := await stdout.readline():
                 try:
@@ -349,10 +361,31 @@ class _WriterProcess:
                         message = "usage ledger: a record could not be stored (%d dropped so far)\n%s"
                         ledger._warn("row", message, ledger.dropped, event.get("error", ""))
         finally:
-            status = await self._process.wait()
+            self._stdin.close()
+            status = await self._exited
             if ledger._in_flight:
                 ledger.lost += ledger._in_flight
                 message = "usage ledger: the writer process ended (exit status %s) holding %d record(s)"
                 log.error(message, status, ledger._in_flight)
                 ledger._in_flight = 0
             self.ended = True
+
+
+def _exit_status(popen: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> asyncio.Future[int]:
+    """The process's exit status once it ends. On Linux the event loop learns of the exit from a
+    pidfd. asyncio's own subprocesses have a thread of this process wait for each child on Python
+    3.11, and that thread measured as slowing the serving thread; elsewhere a thread still waits."""
+    try:
+        pidfd = os.pidfd_open(popen.pid)
+    except (AttributeError, OSError):  # no pidfd (not Linux, or before 5.3)
+        return asyncio.ensure_future(asyncio.to_thread(popen.wait))
+    exited: asyncio.Future[int] = loop.create_future()
+
+    def reap() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        if not exited.done():
+            exited.set_result(popen.wait())
+
+    loop.add_reader(pidfd, reap)
+    return exited
