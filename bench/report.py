@@ -5,13 +5,15 @@ usage: report.py RAW_DIR RESULTS_MD COMMAND
 RAW_DIR holds, per measured line NAME (proxy-<row> or direct-<scenario>):
 NAME.c1.txt / NAME.c32.txt (wrk --latency output), and for proxy lines
 NAME.check (curl sanity check: "ok" or the reason) and NAME.rss ("kB kB").
-The ledger's rows: ledger-on-ROW.N.c32.txt and ledger-off-ROW.N.c32.txt for rounds N = 1, 2, …
+The ledger's rows: ledger-on-ROW.N.c32.txt and ledger-off-ROW.N.c32.txt for rounds N = 1, 2, …,
+and ledger-ROW.pairs (how many pairs of processes the rounds were spread over).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import platform
 import re
@@ -142,6 +144,18 @@ def round_of(path: Path) -> int:
     return int(path.name.split(".")[-3])  # ledger-on-ROW.N.c32.txt
 
 
+def median_interval(values: list[float]) -> tuple[float, float] | None:
+    """A 95% confidence interval of the median of `values` (without assuming their distribution):
+    the order statistics the binomial's normal approximation names; None for fewer than 6 values."""
+    n = len(values)
+    if n < 6:
+        return None
+    ordered = sorted(values)
+    half = 1.96 * math.sqrt(n) / 2
+    low, high = math.floor(n / 2 - half), math.ceil(n / 2 + 1 + half)  # ranks, from 1
+    return ordered[max(low, 1) - 1], ordered[min(high, n) - 1]
+
+
 def ledger_table(raw: Path) -> str | None:
     """req/s with the ledger on (the default, SQLite) and off (`--database-url none`): each side's
     median, and the cost as the median of the rounds' own costs. A round loads the two proxies one
@@ -149,8 +163,9 @@ def ledger_table(raw: Path) -> str | None:
     the machine's drift from round to round (here up to ±10%) moves both sides and cancels out."""
     out = [
         "| row | ledger on, req/s (median) | ledger off, req/s (median) | cost (median of the rounds')"
-        " | middle half of the rounds' costs | rounds | errors |",
-        "|---|---|---|---|---|---|---|",
+        " | 95% confidence interval of that median | middle half of the rounds' costs | rounds (pairs of"
+        " processes) | errors |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key, label in LEDGER_ROWS:
         sides: dict[str, dict[int, float]] = {}
@@ -170,13 +185,17 @@ def ledger_table(raw: Path) -> str | None:
         off = statistics.median(off_rounds.values()) if off_rounds else None
         costs = [(on_rounds[n] - off_rounds[n]) / off_rounds[n] for n in sorted(on_rounds) if off_rounds.get(n)]
         quartiles = statistics.quantiles(costs, n=4) if len(costs) > 1 else costs * 3
+        interval = median_interval(costs)
+        pairs_file = raw / f"ledger-{key}.pairs"
+        pairs = pairs_file.read_text().strip() if pairs_file.exists() else "?"
         cells = [
             label,
             rate(on),
             rate(off),
             f"{statistics.median(costs):+.1%}" if costs else "—",
+            f"{interval[0]:+.1%} … {interval[1]:+.1%}" if interval else "—",
             f"{quartiles[0]:+.1%} … {quartiles[2]:+.1%}" if costs else "—",
-            str(len(costs)),
+            f"{len(costs)} ({pairs})",
             f"**{'; '.join(errors)}**" if errors else "none",
         ]
         out.append("| " + " | ".join(cells) + " |")
@@ -228,7 +247,10 @@ def main(raw: Path, results: Path, command: str) -> None:
         " ledger in the run's directory) and `--database-url none`, loaded in turn (on, off; then off, on)"
         " for the given rounds (`BENCH_LEDGER_SECONDS` each). Each round's cost is (on − off) / off of its"
         " two runs; the row's cost is the median of the rounds' costs, and the middle half the range of the"
-        " rounds' costs between their first and third quartiles.",
+        " rounds' costs between their first and third quartiles. The rounds are spread over fresh pairs of"
+        " processes (`BENCH_LEDGER_PAIRS`, `BENCH_LEDGER_ROUNDS` rounds each): two processes of the same"
+        " code differ by a few percent between themselves. The confidence interval is the median's, from"
+        " the rounds' order statistics.",
     ]
     if skipped.exists():
         notes.insert(0, f"- **proxy not measured: {skipped.read_text().strip().splitlines()[0]}**")

@@ -5,13 +5,16 @@
 #   BENCH_DURATION=3 bash bench/run.sh   # quick run
 #   PROXY_CMD="/path/to/other-proxy" bash bench/run.sh
 #   BENCH_ONLY=ledger bash bench/run.sh  # only the usage ledger's cost
-#   BENCH_LEDGER_ROUNDS=0 bash bench/run.sh  # without it (default: 20 rounds of 2 s)
+#   BENCH_LEDGER_ROUNDS=0 bash bench/run.sh  # without it (default: 10 pairs x 4 rounds of 2 s)
 #
 # The upstream is nginx serving files from bench/make_canned.py; each scenario
 # has its own path prefix, and the proxy is restarted with that prefix as its
 # base URL. The ledger's cost: two proxies side by side, the default (a SQLite
-# ledger) and --database-url none, loaded in turn for many short rounds
-# (BENCH_LEDGER_SECONDS each, default 2). Results go to stdout and
+# ledger) and --database-url none, loaded in turn for short rounds
+# (BENCH_LEDGER_SECONDS each, default 2); BENCH_LEDGER_PAIRS fresh pairs of
+# processes (default 10), BENCH_LEDGER_ROUNDS rounds each (default 4), since
+# two processes of the same code differ by a few percent between themselves
+# (memory layout, hash seeds). Results go to stdout and
 # bench/results.md. Everything listens on 127.0.0.1, the ledger's file is in
 # the run's temporary directory, and everything started here is stopped on exit.
 set -euo pipefail
@@ -26,7 +29,8 @@ esac
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$BENCH_DIR")
 DURATION=${BENCH_DURATION:-10}
-LEDGER_ROUNDS=${BENCH_LEDGER_ROUNDS:-20}
+LEDGER_PAIRS=${BENCH_LEDGER_PAIRS:-10}
+LEDGER_ROUNDS=${BENCH_LEDGER_ROUNDS:-4}  # per pair of processes
 LEDGER_SECONDS=${BENCH_LEDGER_SECONDS:-2}
 ONLY=${BENCH_ONLY:-}
 WARMUP=1                 # seconds of discarded load before each row
@@ -42,6 +46,7 @@ die() { log "error: $*"; exit 1; }
 
 [[ $DURATION =~ ^[0-9]+$ && $DURATION -gt 0 ]] || die "BENCH_DURATION must be a positive integer"
 [[ $LEDGER_ROUNDS =~ ^[0-9]+$ ]] || die "BENCH_LEDGER_ROUNDS must be a whole number"
+[[ $LEDGER_PAIRS =~ ^[0-9]+$ && $LEDGER_PAIRS -gt 0 ]] || die "BENCH_LEDGER_PAIRS must be a positive integer"
 [[ $LEDGER_SECONDS =~ ^[0-9]+$ && $LEDGER_SECONDS -gt 0 ]] || die "BENCH_LEDGER_SECONDS must be a positive integer"
 [[ -z $ONLY || $ONLY == ledger ]] || die "BENCH_ONLY must be empty or ledger"
 
@@ -345,31 +350,39 @@ proxy_rows() {
 }
 
 ledger_pair() {  # ledger_pair ROW KIND SCENARIO PATH SCRIPT: the ledger on and off, alternated
-    local row=$1 kind=$2 path=$4 script=$5 round side url on off first second
-    start_proxy "$3" || return 1
-    on=$PX
-    OTHER_PID=$PROXY_PID PROXY_PID=""
-    start_proxy "$3" --database-url none || return 1
-    off=$PX
-    check "ledger-on-$row" "$kind" "$on$path" "$script"
-    check "ledger-off-$row" "$kind" "$off$path" "$script"
-    wrk_run /dev/null -t2 -c32 -d"${WARMUP}s" -s "$BENCH_DIR/$script" "$on$path"
-    wrk_run /dev/null -t2 -c32 -d"${WARMUP}s" -s "$BENCH_DIR/$script" "$off$path"
-    for ((round = 1; round <= LEDGER_ROUNDS; round++)); do
-        # A B, then B A: a drift in the machine's load favours neither side. The report compares
-        # each round's two runs with each other (bench/report.py).
-        first=on second=off
-        ((round % 2)) || first=off second=on
-        for side in $first $second; do
-            url=$on
-            [[ $side == on ]] || url=$off
-            log ">> ledger $side, $row, round $round"
-            wrk_run "$RAW/ledger-$side-$row.$round.c32.txt" -t2 -c32 -d"${LEDGER_SECONDS}s" --timeout "$WRK_TIMEOUT" \
-                -s "$BENCH_DIR/$script" "$url$path"
+    local row=$1 kind=$2 path=$4 script=$5 pair round=0 n side url on off first second
+    for ((pair = 1; pair <= LEDGER_PAIRS; pair++)); do
+        # Fresh processes for each pair: a process's speed is partly luck (where its memory lies,
+        # its hash seed), a few percent either way, and one pair would carry its luck into the row.
+        start_proxy "$3" || return 1
+        on=$PX
+        OTHER_PID=$PROXY_PID PROXY_PID=""
+        start_proxy "$3" --database-url none || return 1
+        off=$PX
+        if ((pair == 1)); then
+            check "ledger-on-$row" "$kind" "$on$path" "$script"
+            check "ledger-off-$row" "$kind" "$off$path" "$script"
+        fi
+        wrk_run /dev/null -t2 -c32 -d"${WARMUP}s" -s "$BENCH_DIR/$script" "$on$path"
+        wrk_run /dev/null -t2 -c32 -d"${WARMUP}s" -s "$BENCH_DIR/$script" "$off$path"
+        for ((n = 1; n <= LEDGER_ROUNDS; n++)); do
+            # A B, then B A: a drift in the machine's load favours neither side. The report compares
+            # each round's two runs with each other (bench/report.py).
+            round=$((round + 1))
+            first=on second=off
+            ((round % 2)) || first=off second=on
+            for side in $first $second; do
+                url=$on
+                [[ $side == on ]] || url=$off
+                log ">> ledger $side, $row, pair $pair, round $round"
+                wrk_run "$RAW/ledger-$side-$row.$round.c32.txt" -t2 -c32 -d"${LEDGER_SECONDS}s" \
+                    --timeout "$WRK_TIMEOUT" -s "$BENCH_DIR/$script" "$url$path"
+            done
         done
+        stop_proxy
+        stop_other  # the ledger's proxy last: its shutdown writes what is queued
     done
-    stop_proxy
-    stop_other  # the ledger's proxy last: its shutdown writes what is queued
+    echo "$LEDGER_PAIRS" >"$RAW/ledger-$row.pairs"
 }
 
 ledger_rows() {
@@ -387,7 +400,8 @@ fi
 
 command="BENCH_DURATION=$DURATION bash bench/run.sh"
 [[ -z $ONLY ]] || command="BENCH_ONLY=$ONLY $command"
-((LEDGER_ROUNDS == 0)) || command="BENCH_LEDGER_SECONDS=$LEDGER_SECONDS BENCH_LEDGER_ROUNDS=$LEDGER_ROUNDS $command"
+((LEDGER_ROUNDS == 0)) ||
+    command="BENCH_LEDGER_SECONDS=$LEDGER_SECONDS BENCH_LEDGER_PAIRS=$LEDGER_PAIRS BENCH_LEDGER_ROUNDS=$LEDGER_ROUNDS $command"
 [[ $PROXY_CMD == "$DEFAULT_PROXY_CMD" ]] || command="PROXY_CMD=${PROXY_CMD@Q} $command"
 "$PY" "$BENCH_DIR/report.py" "$RAW" "$BENCH_DIR/results.md" "$command"
 exit "$status"
