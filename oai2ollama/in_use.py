@@ -8,9 +8,10 @@ uses to the `models_in_use` table from a background task (write-behind: the requ
 appends to a list), and /api/ps reads that table. A use is written as the request *starts*, so
 that it has landed long before the client, having read the answer, asks /api/ps through another
 process; a request the upstream then refuses takes its use back. A model already written in the
-last `REWRITE_SECONDS` is not written again, so a busy model costs one small write a second per
-process. An unload deletes the row everywhere and raises the topic's version, so that every
-process forgets what it believed it had written. Without a database, or while it is away, each
+last `REWRITE_SECONDS` is not written again, so a busy model costs one small write every ten
+seconds per process, and another process's /api/ps may show its expiry up to that much early. An
+unload deletes the row everywhere and raises the topic's version, so that every process forgets
+what it believed it had written. Without a database, or while it is away, each
 process lists its own uses.
 """
 
@@ -37,7 +38,9 @@ log = logging.getLogger("oai2ollama.in_use")
 # How long a model stays in /api/ps after its last use, like Ollama's default keep_alive.
 KEEP_ALIVE_SECONDS = 300.0
 TOPIC = "models_in_use"
-REWRITE_SECONDS = 1.0  # a model written this recently is not written again
+# A model written this recently is not written again. Each write costs the serving thread ~4 ms
+# (SQLAlchemy over aiosqlite's thread); once a second that was ~0.4% of a busy server's time.
+REWRITE_SECONDS = 10.0
 READ_TIMEOUT = 1.0  # /api/ps lists this process's own uses when the database takes longer
 RETRY_SECONDS = 1.0
 MAX_PENDING = 10_000  # writes kept while the database is away; older ones are dropped

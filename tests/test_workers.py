@@ -254,6 +254,23 @@ async def test_without_the_database_each_process_lists_its_own(tmp_path: Path) -
     await engine.dispose()
 
 
+@pytest.mark.anyio
+async def test_a_busy_model_is_written_again_only_every_ten_seconds(tmp_path: Path) -> None:
+    """Each write costs the serving thread some milliseconds: a busy model is not written each second."""
+    engine = open_engine(resolve_url(f"sqlite:///{tmp_path / 'ledger.db'}"))
+    now = [1_000_000.0]
+    view = ModelsInUse(clock=lambda: now[0])
+    view.share(engine, SharedState(engine), ready=lambda: asyncio.sleep(0))
+    card = ModelCard(name="model-a:latest", upstream_id="model-a")
+    assert view.starting(card) is not None
+    for _ in range(9):
+        now[0] += 1
+        assert view.starting(card) is None
+    now[0] += 1.5
+    assert view.starting(card) is not None
+    await engine.dispose()
+
+
 def test_runtime_keys_hold_in_every_worker(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'ledger.db'}"
     with canned_upstream() as upstream:
