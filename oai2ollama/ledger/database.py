@@ -107,8 +107,9 @@ def open_engine(url: URL, *, busy_ms: int = _SQLITE_BUSY_MS) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         Path(url.database or "").expanduser().parent.mkdir(parents=True, exist_ok=True)
         # Pooled: opening a connection (its thread, the file, the pragmas, the schema read on its first
-        # statement) costs ~4 ms of CPU, and the writer, the poller and /api/ps's sharing each use one
-        # every second. SQLite keeps no server-side state, so one left open by a crash costs nothing.
+        # statement) costs ~4 ms of CPU, and the writer process's batches, the poller (every second) and
+        # /api/ps's sharing each use one often. SQLite keeps no server-side state, so one left open by a
+        # crash costs nothing.
         engine = create_async_engine(url, pool_size=_SQLITE_POOL, max_overflow=_SQLITE_OVERFLOW)
         event.listen(engine.sync_engine, "connect", functools.partial(_sqlite_pragmas, busy_ms))
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
