@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, ClassVar
@@ -29,13 +28,12 @@ async def insert_requests(connection: AsyncConnection, rows: Sequence[Mapping[st
 class _RequestsInsert:
     """The requests insert, compiled once per database, run with the driver's own parameters.
 
-    `connection.execute(insert, rows)` builds and type-processes a parameter dict per row on the
-    event loop (~15 µs a row, a tenth of a request's cost at a thousand requests a second); this
-    does the same type processing (SQLAlchemy's own bind processors, e.g. SQLite's datetime text)
-    over plain tuples. SQLite gets many rows per statement: an executemany there runs one
-    statement per row in aiosqlite's thread, taking Python's lock back from the event loop for each
-    row, and every such hand-over costs both threads. PostgreSQL gets asyncpg's executemany, which
-    sends the whole batch in one round trip.
+    `connection.execute(insert, rows)` builds and type-processes a parameter dict per row (~15 µs a
+    row); this does the same type processing (SQLAlchemy's own bind processors, e.g. SQLite's
+    datetime text) over plain tuples, and hands the batch to the driver's executemany: one call
+    for SQLite (the statement prepared once, stepped per row), one round trip for PostgreSQL
+    (asyncpg). It runs in the ledger's writer process, where no serving thread waits for Python's
+    lock while SQLite's driver thread steps through the rows.
     """
 
     _compiled: ClassVar[dict[str, _RequestsInsert]] = {}
@@ -53,13 +51,6 @@ class _RequestsInsert:
             processor = column_type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 self.processors.append((index, processor))
-        self.many_rows = dialect.name == "sqlite"
-        if self.many_rows:
-            head, values = self.sql.rsplit(" VALUES ", 1)
-            self._head, self._values = head + " VALUES ", values
-            # SQLite's limit on parameters per statement: 32,766 since 3.32, 999 before.
-            limit = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
-            self.rows_per_statement = limit // len(self.columns)
 
     @classmethod
     def of(cls, dialect: Dialect) -> _RequestsInsert:
@@ -76,17 +67,7 @@ class _RequestsInsert:
         return values
 
     async def run(self, connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
-        if not self.many_rows:
-            await connection.exec_driver_sql(self.sql, [tuple(self.parameters(row)) for row in rows])
-            return
-        step = self.rows_per_statement
-        for start in range(0, len(rows), step):
-            chunk = rows[start : start + step]
-            flat: list[Any] = []
-            for row in chunk:
-                flat += self.parameters(row)
-            sql = self._head + ", ".join([self._values] * len(chunk))
-            await connection.exec_driver_sql(sql, tuple(flat))
+        await connection.exec_driver_sql(self.sql, [tuple(self.parameters(row)) for row in rows])
 
 
 async def add_daily(connection: AsyncConnection, totals: Sequence[dict[str, Any]]) -> None:
