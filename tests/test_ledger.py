@@ -475,8 +475,8 @@ async def test_rows_are_written_by_a_process_of_their_own_that_outlives_signals_
     await until(lambda: ledger.written == 1, 20)
     pid = ledger.writer_pid
     assert pid is not None and pid != os.getpid()
-    # Not asyncio's way on Python 3.11, a thread of the server's waiting for each child: it slowed
-    # the serving thread by a few percent.
+    # Not asyncio's way on Python 3.11, a thread of the server's waiting for each child (see
+    # writer._exit_status).
     waiting = [thread.name for thread in threading.enumerate() if thread.name.startswith("asyncio-waitpid")]
     # Its database URL (a password, perhaps) went down the pipe, not onto a command line.
     assert "oai2ollama.ledger.child" in _command_line(pid) and "sqlite" not in _command_line(pid)
