@@ -290,7 +290,9 @@ from oai2ollama.app import create_app
 from oai2ollama.config import Settings
 
 app = create_app(Settings(base_url=sys.argv[1], database_url="none"))
-heap = lambda request: JSONResponse({"frozen": gc.get_freeze_count(), "tracked": len(gc.get_objects())})
+heap = lambda request: JSONResponse(
+    {"frozen": gc.get_freeze_count(), "tracked": len(gc.get_objects()), "young": gc.get_threshold()[0]}
+)
 app.router.routes.insert(0, Route("/heap", heap))
 cli.serve(app, shutdown_grace=1.0, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """
@@ -309,3 +311,5 @@ def test_a_started_server_keeps_its_start_up_objects_out_of_the_collectors_walks
     # Start-up builds some 100,000 objects (modules, the app, pydantic's schemas); a request a few hundred.
     assert heap["frozen"] > 20_000, heap
     assert heap["tracked"] < heap["frozen"] / 4, heap
+    # And the young generation is collected once 10,000 objects more live, not after Python's 700.
+    assert heap["young"] == cli.YOUNG_GENERATION_THRESHOLD == 10_000, heap
