@@ -150,7 +150,7 @@ class UsageTap:
     scaled to the whole), a whole document by its text.
     """
 
-    __slots__ = ("_found", "_kept", "_recent", "_relayed", "_searched", "counts_text", "feed", "text_chars")
+    __slots__ = ("_found", "_kept", "_recent", "_relayed", "_searched", "counts_text", "text_chars")
 
     def __init__(self, *, count_text: bool = False):
         self.counts_text = count_text
@@ -160,9 +160,8 @@ class UsageTap:
         self._relayed = 0  # bytes fed in all
         self._found: dict[str, Any] | None = None
         self._searched = True
-        self.feed: Callable[[bytes], bytes] = self._feed
 
-    def _feed(self, data: bytes) -> bytes:
+    def feed(self, data: bytes) -> bytes:
         recent = self._recent
         recent.append(data)
         self._kept += len(data)
