@@ -246,6 +246,8 @@ def configure_logging(settings: Settings) -> None:
 # Python's 700 is less than what the requests in flight hold (2,000-5,000 objects at 32 connections),
 # so under load a collection ran every ~7 requests and walked them all: ~30 µs a request, about 5% of
 # the serving thread on the `/v1` relay (timed with `gc.callbacks`). At 10,000: about one a second.
+# It holds only while requests leave no reference cycles: what a cycle holds (a relayed answer's last
+# 16 KiB, once) then waits for the collector, and 32 long streams grew the server to ~900 MiB.
 YOUNG_GENERATION_THRESHOLD = 10_000
 
 
@@ -255,8 +257,7 @@ def settle_heap() -> None:
     leaves behind set off every second or so, walks all of them: 60-80 ms each time, about a tenth of
     the server's time under load. They live as long as the process, so the collector has nothing to
     find among them; reference counting still frees any that go. Then collect the young generation
-    less often (`YOUNG_GENERATION_THRESHOLD`): cycles of garbage wait a little longer, ~10,000 objects
-    at most."""
+    less often (`YOUNG_GENERATION_THRESHOLD`)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
