@@ -248,9 +248,9 @@ def main(raw: Path, results: Path, command: str) -> None:
         " for the given rounds (`BENCH_LEDGER_SECONDS` each). Each round's cost is (on − off) / off of its"
         " two runs; the row's cost is the median of the rounds' costs, and the middle half the range of the"
         " rounds' costs between their first and third quartiles. The rounds are spread over fresh pairs of"
-        " processes (`BENCH_LEDGER_PAIRS`, `BENCH_LEDGER_ROUNDS` rounds each): two processes of the same"
-        " code differ by a few percent between themselves. The confidence interval is the median's, from"
-        " the rounds' order statistics.",
+        " processes (`BENCH_LEDGER_PAIRS`, `BENCH_LEDGER_ROUNDS` rounds each; which of the two starts first"
+        " alternates from pair to pair): two processes of the same code differ by a few percent between"
+        " themselves. The confidence interval is the median's, from the rounds' order statistics.",
     ]
     if skipped.exists():
         notes.insert(0, f"- **proxy not measured: {skipped.read_text().strip().splitlines()[0]}**")

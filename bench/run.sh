@@ -5,14 +5,14 @@
 #   BENCH_DURATION=3 bash bench/run.sh   # quick run
 #   PROXY_CMD="/path/to/other-proxy" bash bench/run.sh
 #   BENCH_ONLY=ledger bash bench/run.sh  # only the usage ledger's cost
-#   BENCH_LEDGER_ROUNDS=0 bash bench/run.sh  # without it (default: 10 pairs x 4 rounds of 2 s)
+#   BENCH_LEDGER_ROUNDS=0 bash bench/run.sh  # without it (default: 20 pairs x 4 rounds of 2 s)
 #
 # The upstream is nginx serving files from bench/make_canned.py; each scenario
 # has its own path prefix, and the proxy is restarted with that prefix as its
 # base URL. The ledger's cost: two proxies side by side, the default (a SQLite
 # ledger) and --database-url none, loaded in turn for short rounds
 # (BENCH_LEDGER_SECONDS each, default 2); BENCH_LEDGER_PAIRS fresh pairs of
-# processes (default 10), BENCH_LEDGER_ROUNDS rounds each (default 4), since
+# processes (default 20), BENCH_LEDGER_ROUNDS rounds each (default 4), since
 # two processes of the same code differ by a few percent between themselves
 # (memory layout, hash seeds). Results go to stdout and
 # bench/results.md. Everything listens on 127.0.0.1, the ledger's file is in
@@ -29,7 +29,7 @@ esac
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$BENCH_DIR")
 DURATION=${BENCH_DURATION:-10}
-LEDGER_PAIRS=${BENCH_LEDGER_PAIRS:-10}
+LEDGER_PAIRS=${BENCH_LEDGER_PAIRS:-20}
 LEDGER_ROUNDS=${BENCH_LEDGER_ROUNDS:-4}  # per pair of processes
 LEDGER_SECONDS=${BENCH_LEDGER_SECONDS:-2}
 ONLY=${BENCH_ONLY:-}
@@ -354,11 +354,19 @@ ledger_pair() {  # ledger_pair ROW KIND SCENARIO PATH SCRIPT: the ledger on and 
     for ((pair = 1; pair <= LEDGER_PAIRS; pair++)); do
         # Fresh processes for each pair: a process's speed is partly luck (where its memory lies,
         # its hash seed), a few percent either way, and one pair would carry its luck into the row.
-        start_proxy "$3" || return 1
-        on=$PX
-        OTHER_PID=$PROXY_PID PROXY_PID=""
-        start_proxy "$3" --database-url none || return 1
-        off=$PX
+        # Which of the two starts first alternates too, so that starting first is no one's luck.
+        first=on second=off
+        ((pair % 2)) || first=off second=on
+        for side in $first $second; do
+            if [[ $side == on ]]; then
+                start_proxy "$3" || return 1
+                on=$PX
+            else
+                start_proxy "$3" --database-url none || return 1
+                off=$PX
+            fi
+            [[ -n $OTHER_PID ]] || { OTHER_PID=$PROXY_PID PROXY_PID=""; }
+        done
         if ((pair == 1)); then
             check "ledger-on-$row" "$kind" "$on$path" "$script"
             check "ledger-off-$row" "$kind" "$off$path" "$script"
@@ -380,7 +388,7 @@ ledger_pair() {  # ledger_pair ROW KIND SCENARIO PATH SCRIPT: the ledger on and 
             done
         done
         stop_proxy
-        stop_other  # the ledger's proxy last: its shutdown writes what is queued
+        stop_other
     done
     echo "$LEDGER_PAIRS" >"$RAW/ledger-$row.pairs"
 }
