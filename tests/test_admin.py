@@ -49,6 +49,43 @@ async def test_signing_in_sets_a_strict_http_only_cookie_and_signing_out_ends_it
         assert (await client.get("/admin")).status_code == 303
 
 
+async def test_signing_out_ends_every_session_on_every_process_even_a_copied_cookie(database_url: str) -> None:
+    settings = admin_settings(database_url)
+    async with running(settings) as (app, client), running(settings) as (other_app, other):
+        await sign_in(client)
+        copied = client.cookies["oai2ollama_admin"]
+        await sign_in(other)  # another admin, on another process
+        for browser in (client, other):
+            assert (await browser.get("/admin")).status_code == 200
+        thief = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=ORIGIN)
+        thief.cookies.set("oai2ollama_admin", copied, domain="127.0.0.1", path="/admin")
+        assert (await thief.get("/admin")).status_code == 200
+        out = await post(client, "/admin/logout", {})
+        assert out.status_code == 303 and out.headers["location"] == "/admin/login"
+        assert (await thief.get("/admin")).status_code == 303  # at once, on the process signed out of
+        await other_app.state.shared.poll()  # what its poller does within a second
+        assert (await other.get("/admin")).status_code == 303
+        other.cookies.set("oai2ollama_admin", copied, domain="127.0.0.1", path="/admin")
+        assert (await other.get("/admin")).status_code == 303
+        await thief.aclose()
+        other.cookies.clear()
+        assert (await sign_in(other)).status_code == 303  # signing in again works everywhere
+        client.cookies.set("oai2ollama_admin", other.cookies["oai2ollama_admin"], domain="127.0.0.1", path="/admin")
+        assert (await client.get("/admin")).status_code == 200
+
+
+async def test_without_a_database_signing_out_ends_that_session_and_no_other() -> None:
+    async with running(admin_settings("none")) as (app, client):
+        await sign_in(client)
+        copied = client.cookies["oai2ollama_admin"]
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=ORIGIN) as other:
+            await sign_in(other)
+            assert (await post(client, "/admin/logout", {})).status_code == 303
+            client.cookies.set("oai2ollama_admin", copied, domain="127.0.0.1", path="/admin")
+            assert (await client.get("/admin")).status_code == 303
+            assert (await other.get("/admin")).status_code == 200
+
+
 async def test_the_cookie_is_secure_over_https_or_when_told(sqlite_url: str) -> None:
     async with running(admin_settings(sqlite_url), base_url="https://127.0.0.1:11434") as (_, client):
         answer = await sign_in(client)

@@ -260,6 +260,20 @@ def test_a_session_cookie_is_refused_when_tampered_with_expired_or_of_another_to
     assert not auth.Keyring(stored=stored).check("generated-tokeN")
 
 
+def test_an_ended_session_is_refused_and_forgotten_once_expired() -> None:
+    keyring = auth.Keyring(plain="a-token-of-sixteen-chars", salt=b"salt")
+    ended, kept = keyring.issue(now=1000), keyring.issue(now=1000)
+    session = keyring.session(ended, now=1000)
+    assert session is not None
+    keyring.end(session, now=1000)
+    assert keyring.session(ended, now=1000) is None and keyring.session(kept, now=1000) is not None
+    later_at = 1000 + auth.SESSION_SECONDS + 1
+    later = keyring.session(keyring.issue(now=later_at), now=later_at)
+    assert later is not None
+    keyring.end(later, now=later_at)
+    assert keyring._ended.keys() == {later.nonce}  # the first had expired: nothing left to refuse it for
+
+
 def test_failed_logins_wait_per_client_and_overall() -> None:
     logins = auth.FailedLogins(per_client=2, overall=3, window=60)
     logins.failed("a", now=0)

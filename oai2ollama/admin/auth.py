@@ -7,7 +7,9 @@ per start. It is never stored or logged in clear, except that a generated one is
 
 Sessions are stateless signed cookies, valid on every process sharing the database: the signing
 key is derived from the token's hash and a random salt kept in `secrets` (`admin_session_salt`),
-so a new token ends every session. Each session has its own CSRF token, derived from it.
+so a new token ends every session, and so does signing out, which renews the salt: a copy of the
+cookie must not outlive it. Without a database, signing out ends that session (each copy of its
+cookie) in the process that answered. Each session has its own CSRF token, derived from it.
 Every comparison is made in constant time.
 """
 
@@ -81,6 +83,7 @@ class Keyring:
             fingerprint = (stored or "").encode()
         self._stored = stored
         self._key = hmac.new(salt, b"admin session\0" + fingerprint, hashlib.sha256).digest()
+        self._ended: dict[str, int] = {}  # nonce: expiry, of sessions signed out here
 
     def check(self, presented: str) -> bool:
         if self._plain is not None:
@@ -106,7 +109,15 @@ class Keyring:
             return None
         if not expires.isdigit() or int(expires) < (now if now is not None else time.time()):
             return None
+        if nonce in self._ended:
+            return None
         return Session(nonce=nonce, expires=int(expires), csrf=self._sign(f"csrf.{nonce}"))
+
+    def end(self, session: Session, now: float | None = None) -> None:
+        """Refuse `session` from now on (its cookie may have been copied); forget the ones expired."""
+        now = now if now is not None else time.time()
+        self._ended = {nonce: expires for nonce, expires in self._ended.items() if expires >= now}
+        self._ended[session.nonce] = session.expires
 
     def login_csrf(self, nonce: str) -> str:
         """The login form's CSRF token, bound to a random pre-login cookie."""
@@ -145,6 +156,14 @@ async def keyring_from_database(connection: AsyncConnection, configured: str | N
     generated = await _insert_if_absent(connection, TOKEN_ROW, hash_token(token))
     stored = await _read(connection, TOKEN_ROW)
     return Keyring(stored=stored, salt=salt), token if generated else None
+
+
+async def renew_salt(connection: AsyncConnection) -> None:
+    """A new salt for the sessions' signing key, which ends every session once each process has
+    read it (the caller raises `TOPIC` in the same transaction)."""
+    table = tables.secrets
+    await connection.execute(table.delete().where(table.c.name == SALT_ROW))
+    await _insert_if_absent(connection, SALT_ROW, secrets.token_hex(32))
 
 
 async def replace_token(connection: AsyncConnection, token: str) -> None:

@@ -172,6 +172,7 @@ async def login(request: Request) -> Response:
 
 @change
 async def logout(request: Request, session: Session, form: Form) -> Response:
+    await state_of(request).sign_out(session)
     log.info("admin: signed out from %s", escaped(client_of(request)))
     response = redirect(f"{PATH}/login")
     response.delete_cookie(COOKIE, path=PATH, httponly=True, samesite="strict", secure=_secure(request))

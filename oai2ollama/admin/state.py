@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..config import Settings
 from ..ledger import Ledger
-from ..shared_state import SharedState
+from ..shared_state import SharedState, bump
 from . import auth
 
 log = logging.getLogger("oai2ollama.admin")
@@ -97,6 +97,23 @@ class AdminState:
                 "admin page: %s (token: the one printed at the first start; `oai2ollama admin-token` sets a new one)",
                 page_url(self.settings),
             )
+
+    async def sign_out(self, session: auth.Session) -> None:
+        """End `session` here at once; with a database, end every session on every process: a
+        copied cookie must not outlive the sign-out. A database that is away leaves the others be."""
+        if self.keyring is not None:
+            self.keyring.end(session)
+        if self.ledger is None:
+            return
+        try:
+            async with self.ledger.engine.begin() as connection:
+                await auth.renew_salt(connection)
+                await bump(connection, auth.TOPIC)
+                keyring, _ = await auth.keyring_from_database(connection, self._configured)
+        except Exception as exc:  # the database is away: this session has ended here all the same
+            log.warning("admin: cannot end the other sessions in the database (%s)", type(exc).__name__)
+            return
+        self.keyring = keyring
 
     def _announce(self, token: str, *, stored: bool) -> None:
         kept = "stored hashed, shown only this once" if stored else "no database: a new one at every start"
