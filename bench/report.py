@@ -156,6 +156,30 @@ def median_interval(values: list[float]) -> tuple[float, float] | None:
     return ordered[max(low, 1) - 1], ordered[min(high, n) - 1]
 
 
+# Student's t, two-sided 95%, by degrees of freedom; a df between two entries takes the smaller's (wider).
+_T975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 15: 2.13}
+_T975 |= {20: 2.09, 30: 2.04, 60: 2.00, 120: 1.98}
+
+
+def pairs_mean_interval(costs: dict[int, float], pairs: int) -> tuple[float, float, float] | None:
+    """The cost as the mean of the pairs' own costs, with its 95% interval: each pair of processes
+    brings some luck of its own, so its rounds are not independent of each other, and the pairs
+    are. `costs` by round number (1, 2, …: each pair's rounds in a row); None for fewer than 3 pairs."""
+    if pairs < 3 or not costs or max(costs) % pairs:
+        return None
+    per_pair = max(costs) // pairs
+    grouped: dict[int, list[float]] = {}
+    for number, cost in costs.items():
+        grouped.setdefault((number - 1) // per_pair, []).append(math.log1p(cost))
+    means = [statistics.fmean(logs) for logs in grouped.values()]
+    if len(means) < 3:
+        return None
+    mean = statistics.fmean(means)
+    t = _T975[max(df for df in _T975 if df <= len(means) - 1)]
+    half = t * statistics.stdev(means) / math.sqrt(len(means))
+    return math.expm1(mean), math.expm1(mean - half), math.expm1(mean + half)
+
+
 def ledger_table(raw: Path) -> str | None:
     """req/s with the ledger on (the default, SQLite) and off (`--database-url none`): each side's
     median, and the cost as the median of the rounds' own costs. A round loads the two proxies one
@@ -163,9 +187,9 @@ def ledger_table(raw: Path) -> str | None:
     the machine's drift from round to round (here up to ±10%) moves both sides and cancels out."""
     out = [
         "| row | ledger on, req/s (median) | ledger off, req/s (median) | cost (median of the rounds')"
-        " | 95% confidence interval of that median | middle half of the rounds' costs | rounds (pairs of"
-        " processes) | errors |",
-        "|---|---|---|---|---|---|---|---|",
+        " | 95% confidence interval of that median | middle half of the rounds' costs | mean of the pairs'"
+        " costs (95% interval) | rounds (pairs of processes) | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for key, label in LEDGER_ROWS:
         sides: dict[str, dict[int, float]] = {}
@@ -183,11 +207,13 @@ def ledger_table(raw: Path) -> str | None:
             continue
         on = statistics.median(on_rounds.values()) if on_rounds else None
         off = statistics.median(off_rounds.values()) if off_rounds else None
-        costs = [(on_rounds[n] - off_rounds[n]) / off_rounds[n] for n in sorted(on_rounds) if off_rounds.get(n)]
+        by_round = {n: (on_rounds[n] - off_rounds[n]) / off_rounds[n] for n in sorted(on_rounds) if off_rounds.get(n)}
+        costs = list(by_round.values())
         quartiles = statistics.quantiles(costs, n=4) if len(costs) > 1 else costs * 3
         interval = median_interval(costs)
         pairs_file = raw / f"ledger-{key}.pairs"
         pairs = pairs_file.read_text().strip() if pairs_file.exists() else "?"
+        by_pair = pairs_mean_interval(by_round, int(pairs)) if pairs.isdigit() else None
         cells = [
             label,
             rate(on),
@@ -195,6 +221,7 @@ def ledger_table(raw: Path) -> str | None:
             f"{statistics.median(costs):+.1%}" if costs else "—",
             f"{interval[0]:+.1%} … {interval[1]:+.1%}" if interval else "—",
             f"{quartiles[0]:+.1%} … {quartiles[2]:+.1%}" if costs else "—",
+            f"{by_pair[0]:+.1%} ({by_pair[1]:+.1%} … {by_pair[2]:+.1%})" if by_pair else "—",
             f"{len(costs)} ({pairs})",
             f"**{'; '.join(errors)}**" if errors else "none",
         ]
@@ -250,7 +277,9 @@ def main(raw: Path, results: Path, command: str) -> None:
         " rounds' costs between their first and third quartiles. The rounds are spread over fresh pairs of"
         " processes (`BENCH_LEDGER_PAIRS`, `BENCH_LEDGER_ROUNDS` rounds each; which of the two starts first"
         " alternates from pair to pair): two processes of the same code differ by a few percent between"
-        " themselves. The confidence interval is the median's, from the rounds' order statistics.",
+        " themselves. The confidence interval is the median's, from the rounds' order statistics. The mean of"
+        " the pairs' costs takes each pair's own cost (the geometric mean of its rounds' on/off) and averages"
+        " those, with Student's t interval over the pairs: a pair's rounds share its luck, the pairs do not.",
     ]
     if skipped.exists():
         notes.insert(0, f"- **proxy not measured: {skipped.read_text().strip().splitlines()[0]}**")
